@@ -1,0 +1,157 @@
+"""The ``unitarget`` command: parse, load configuration, call the library, print. Nothing else.
+
+Every user-caused error (bad log, bad configuration, missing file) is a ``UnitargetError``: it is
+printed as one message and the command exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from unitarget.errors import UnitargetError
+
+app = typer.Typer(
+    help="Target podcast ads and promotions with one multi-task model (WSDM 2026, KDD 2025).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UnitargetError as err:
+            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: a training run can continue with --resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def _config(config_file: Path | None, preset: str | None, seed: int | None):
+    from unitarget.config import load_config, merge
+    from unitarget.presets import apply_preset
+
+    config = apply_preset(load_config(config_file), preset)
+    return merge(config, {"train": {"seed": seed}}) if seed is not None else config
+
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML or YAML configuration file")]
+PresetOption = Annotated[Optional[str], typer.Option(help="Table 1 setup: promo-baseline, promo-stream-only, "
+                                                          "ads-stream-only, ads-anc, unified")]
+
+
+@app.command()
+@_user_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="directory to write impressions.parquet and world/ into")],
+    users: int = 50_000, shows: int = 4_000, impressions: int = 2_000_000, days: int = 56, seed: int = 0,
+) -> None:
+    """Generate the synthetic world: an impression log with the true probability of every label."""
+    from unitarget.synth import WorldParams, write_synthetic_dataset
+
+    params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
+    with console.status("generating the synthetic world"):
+        path = write_synthetic_dataset(out, params)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+@_user_errors
+def train(
+    data: Annotated[Path, typer.Option(help="impression log: Parquet file or directory")],
+    out: Annotated[Path, typer.Option(help="run directory to write the model into")],
+    config_file: ConfigOption = None,
+    preset: PresetOption = None,
+    seed: Annotated[Optional[int], typer.Option(help="overrides train.seed")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command")] = False,
+) -> None:
+    """Train a model on an impression log (validated against the data contract first)."""
+    from unitarget.pipeline import TRAINING_FILE, train as train_model
+    from unitarget.progress import RichTrainingHooks
+
+    config = _config(config_file, preset, seed)
+    train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"))
+    console.print(f"model written to {out} (details in {out / TRAINING_FILE})")
+
+
+@app.command()
+@_user_errors
+def predict(
+    model: Annotated[Path, typer.Option(help="run directory written by `unitarget train`")],
+    data: Annotated[Path, typer.Option(help="impression log to score (labels not needed)")],
+    out: Annotated[Path, typer.Option(help="Parquet file: impression_id and p_<task>, row for row")],
+) -> None:
+    """Score every impression of a log with every task head."""
+    from unitarget.pipeline import load_model, write_predictions
+
+    predictions = write_predictions(load_model(model), data, out)
+    console.print(f"wrote {predictions.num_rows:,} predictions to {out}")
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    model: Annotated[Path, typer.Option(help="run directory written by `unitarget train`")],
+    data: Annotated[Path, typer.Option(help="labelled impression log, e.g. the newest days")],
+    out: Annotated[Optional[Path], typer.Option(help="directory for evaluation.json and evaluation.md")] = None,
+) -> None:
+    """AP, ROC-AUC, log loss and calibration per task × source × popularity tier."""
+    from unitarget.io import atomic_write_json, atomic_write_text
+    from unitarget.pipeline import load_log, load_model
+
+    trained = load_model(model)
+    result = trained.evaluate(load_log(data, trained.config))
+    out_console.print(result.to_rich_table())
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / "evaluation.json", result.to_dict())
+        atomic_write_text(out / "evaluation.md", result.to_markdown())
+        console.print(f"wrote {out / 'evaluation.json'} and {out / 'evaluation.md'}")
+
+
+@app.command()
+@_user_errors
+def reproduce(
+    out: Annotated[Path, typer.Option(help="results directory (REPORT.md, charts, runs)")] = Path("results"),
+    config_file: ConfigOption = None,
+    users: int = 50_000, shows: int = 4_000, impressions: int = 2_000_000, days: int = 56, seed: int = 0,
+) -> None:
+    """Generate the default world, train the five Table 1 setups, evaluate, write REPORT.md."""
+    from unitarget.config import load_config
+    from unitarget.progress import RichTrainingHooks
+    from unitarget.reproduce import reproduce as run_reproduction
+    from unitarget.synth import WorldParams
+
+    params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
+    report = run_reproduction(
+        out, params, load_config(config_file),
+        hooks_for=lambda preset: RichTrainingHooks(console, preset),
+        log=lambda message: console.print(message, highlight=False),
+    )
+    console.print(f"report written to {report}")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(prog_name="unitarget")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Turns a validated impression log into a ``Batch`` once, before training (tensorise once).
+
+``FeatureEncoder`` follows the estimator contract: the constructor stores settings, ``fit`` learns
+vocabularies, bag lengths, numeric statistics and the tier map from training rows only, and the
+fitted state (ending in ``_``) is saved beside the model as JSON, so serving encodes exactly as
+training did. All embedding tables are fused into one: each feature owns a contiguous block of
+rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from unitarget import contract
+from unitarget.config import FeaturesConfig
+from unitarget.contract import FeatureColumn, Group, Kind
+from unitarget.data.batch import Batch
+from unitarget.data.tiers import TierMap
+from unitarget.data.vocabulary import HashedVocabulary, Vocabulary, as_string, vocabulary_from_dict
+
+PADDING_ROW = 0
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Where each feature lives in ``Batch.ids``/``Batch.dense`` and in the fused table.
+
+    categorical[j] is column j of ``ids``; bags[k] = (name, start, stop) columns of ``ids``;
+    offsets[name] is the first table row of that feature's vocabulary block.
+    """
+
+    categorical: tuple[str, ...]
+    bags: tuple[tuple[str, int, int], ...]
+    dense: tuple[tuple[str, int], ...]  # (name, width)
+    offsets: dict[str, int]
+    table_rows: int
+    groups: dict[str, str]
+
+    @property
+    def n_categorical(self) -> int:
+        return len(self.categorical)
+
+    @property
+    def dense_dim(self) -> int:
+        return sum(width for _, width in self.dense)
+
+
+class FeatureEncoder:
+    def __init__(
+        self,
+        features: FeaturesConfig,
+        sources: tuple[str, ...],
+        labels: tuple[str, ...],
+    ) -> None:
+        self.features = features
+        self.sources = sources
+        self.labels = labels
+
+    # ----------------------------------------------------------------------------------- fit
+    def candidate_columns(self) -> list[FeatureColumn]:
+        """Every feature the configuration asks for, present in the data or not."""
+        columns = list(contract.STANDARD_FEATURES) if self.features.use_standard else []
+        if self.features.time_features:
+            columns += contract.DERIVED_TIME_FEATURES
+        columns += [FeatureColumn(e.name, e.group, e.kind) for e in self.features.extra]
+        return [
+            c for c in columns
+            if c.name not in self.features.exclude and c.group not in self.features.drop_groups
+        ]
+
+    def fit(self, table: pa.Table) -> "FeatureEncoder":
+        present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
+        wanted = self.candidate_columns()
+        self.columns_ = [c for c in wanted if c.name in present]
+        self.skipped_ = [c.name for c in wanted if c.name not in present]
+        self.vocabularies_: dict[str, Vocabulary | HashedVocabulary] = {}
+        self.bag_lengths_: dict[str, int] = {}
+        self.numeric_stats_: dict[str, tuple[float, float]] = {}
+        self.vector_widths_: dict[str, int] = {}
+        for column in self.columns_:
+            values = _column(table, column.name)
+            if column.kind in (Kind.CATEGORICAL, Kind.BAG):
+                items = pc.list_flatten(values) if column.kind is Kind.BAG else values
+                self.vocabularies_[column.name] = self._new_vocabulary(column.name).fit(items)
+                if column.kind is Kind.BAG:
+                    longest = pc.max(pc.list_value_length(values)).as_py() or 0
+                    self.bag_lengths_[column.name] = max(1, min(longest, self.features.bag_max_len))
+            elif column.kind is Kind.NUMERIC:
+                logged = _log1p(values)
+                std = float(np.nanstd(logged)) if logged.size else 0.0
+                self.numeric_stats_[column.name] = (float(np.nanmean(logged)), std if std > 0 else 1.0)
+            else:
+                self.vector_widths_[column.name] = _vector_width(values)
+        self.tier_map_ = TierMap().fit(table)
+        self.layout_ = self._layout()
+        return self
+
+    def _new_vocabulary(self, name: str) -> Vocabulary | HashedVocabulary:
+        buckets = self.features.hash_buckets.get(name)
+        return HashedVocabulary(buckets) if buckets else Vocabulary(self.features.min_count)
+
+    def _layout(self) -> FeatureLayout:
+        categorical = tuple(c.name for c in self.columns_ if c.kind is Kind.CATEGORICAL)
+        bag_names = [c.name for c in self.columns_ if c.kind is Kind.BAG]
+        bags, start = [], len(categorical)
+        for name in bag_names:
+            bags.append((name, start, start + self.bag_lengths_[name]))
+            start += self.bag_lengths_[name]
+        offsets, row = {}, PADDING_ROW + 1
+        for name in (*categorical, *bag_names):
+            offsets[name] = row
+            row += self.vocabularies_[name].size
+        dense = tuple((c.name, 1) for c in self.columns_ if c.kind is Kind.NUMERIC) + tuple(
+            (name, width) for name, width in self.vector_widths_.items()
+        )
+        return FeatureLayout(
+            categorical=categorical,
+            bags=tuple(bags),
+            dense=dense,
+            offsets=offsets,
+            table_rows=row,
+            groups={c.name: c.group.value for c in self.columns_},
+        )
+
+    # ----------------------------------------------------------------------------- transform
+    def transform(self, table: pa.Table) -> Batch:
+        """Encode every row of ``table``; unknown ids map to each feature's OOV row."""
+        n = table.num_rows
+        layout = self.layout_
+        width = layout.bags[-1][2] if layout.bags else layout.n_categorical
+        ids = np.zeros((n, width), dtype=np.int32)
+        # A feature absent at scoring time reads as unknown: OOV row, empty bag, zero dense input.
+        present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
+        for j, name in enumerate(layout.categorical):
+            local = self.vocabularies_[name].transform(_column(table, name)) if name in present else 0
+            ids[:, j] = local + layout.offsets[name]
+        for name, start, stop in layout.bags:
+            if name in present:
+                ids[:, start:stop] = self._encode_bag(_column(table, name), name, stop - start)
+        dense = np.zeros((n, layout.dense_dim), dtype=np.float32)
+        col = 0
+        for name, w in layout.dense:
+            if name in present:
+                dense[:, col:col + w] = self._encode_dense(table, name, w)
+            col += w
+        labels, mask = self._encode_labels(table)
+        source = pc.index_in(as_string(table.column(contract.SOURCE)), value_set=pa.array(self.sources))
+        return Batch(
+            ids=torch.from_numpy(ids),
+            dense=torch.from_numpy(dense),
+            labels=torch.from_numpy(labels),
+            label_mask=torch.from_numpy(mask),
+            source=torch.from_numpy(pc.fill_null(source, 0).to_numpy().astype(np.int64)),
+            tier=torch.from_numpy(self.tier_map_.tiers(table).astype(np.int64)),
+        )
+
+    def _encode_bag(self, values: pa.ChunkedArray, name: str, length: int) -> np.ndarray:
+        """(N, length) table rows of each row's first ``length`` items; 0 pads short lists."""
+        values = pc.list_slice(values, 0, length)
+        counts = pc.fill_null(pc.list_value_length(values), 0).to_numpy().astype(np.int64)
+        local = self.vocabularies_[name].transform(pc.list_flatten(values))
+        out = np.zeros((len(counts), length), dtype=np.int32)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        out[rows, np.arange(len(local)) - starts] = local + self.layout_.offsets[name]
+        return out
+
+    def _encode_dense(self, table: pa.Table, name: str, width: int) -> np.ndarray:
+        values = _column(table, name)
+        if name in self.numeric_stats_:
+            mean, std = self.numeric_stats_[name]
+            scaled = (_log1p(values) - mean) / std
+            return np.nan_to_num(scaled, nan=0.0)[:, None]
+        flat = pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(np.float32)
+        return flat.reshape(-1, width)
+
+    def _encode_labels(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        n = table.num_rows
+        labels = np.zeros((n, len(self.labels)), dtype=np.float32)
+        mask = np.zeros((n, len(self.labels)), dtype=bool)
+        for j, label in enumerate(self.labels):
+            if label not in table.column_names:
+                continue
+            values = table.column(label).cast(pa.float32())
+            mask[:, j] = values.is_valid().to_numpy(zero_copy_only=False)
+            labels[:, j] = pc.fill_null(values, 0.0).to_numpy()
+        return labels, mask
+
+    # --------------------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": self.features.model_dump(mode="json"),
+            "sources": list(self.sources),
+            "labels": list(self.labels),
+            "columns": [[c.name, c.group.value, c.kind.value] for c in self.columns_],
+            "skipped": self.skipped_,
+            "vocabularies": {k: v.to_dict() for k, v in self.vocabularies_.items()},
+            "bag_lengths": self.bag_lengths_,
+            "numeric_stats": self.numeric_stats_,
+            "vector_widths": self.vector_widths_,
+            "tier_map": self.tier_map_.to_dict(),
+            "layout": asdict(self.layout_),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureEncoder":
+        encoder = cls(FeaturesConfig.model_validate(data["features"]), tuple(data["sources"]),
+                      tuple(data["labels"]))
+        encoder.columns_ = [FeatureColumn(n, Group(g), Kind(k)) for n, g, k in data["columns"]]
+        encoder.skipped_ = list(data["skipped"])
+        encoder.vocabularies_ = {k: vocabulary_from_dict(v) for k, v in data["vocabularies"].items()}
+        encoder.bag_lengths_ = dict(data["bag_lengths"])
+        encoder.numeric_stats_ = {k: tuple(v) for k, v in data["numeric_stats"].items()}
+        encoder.vector_widths_ = dict(data["vector_widths"])
+        encoder.tier_map_ = TierMap.from_dict(data["tier_map"])
+        layout = data["layout"]
+        encoder.layout_ = FeatureLayout(
+            categorical=tuple(layout["categorical"]),
+            bags=tuple((n, int(a), int(b)) for n, a, b in layout["bags"]),
+            dense=tuple((n, int(w)) for n, w in layout["dense"]),
+            offsets=dict(layout["offsets"]),
+            table_rows=int(layout["table_rows"]),
+            groups=dict(layout["groups"]),
+        )
+        return encoder
+
+
+def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    """A column, deriving hour of day and weekday (as ids) from ``ts``."""
+    if name == contract.HOUR:
+        return pc.hour(table.column(contract.TS)).cast(pa.string())
+    if name == contract.WEEKDAY:
+        return pc.day_of_week(table.column(contract.TS)).cast(pa.string())
+    return table.column(name)
+
+
+def _log1p(values: pa.ChunkedArray) -> np.ndarray:
+    raw = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    return np.log1p(np.clip(raw, 0.0, None))
+
+
+def _vector_width(values: pa.ChunkedArray) -> int:
+    if pa.types.is_fixed_size_list(values.type):
+        return values.type.list_size
+    return int(pc.max(pc.list_value_length(values)).as_py() or 0)

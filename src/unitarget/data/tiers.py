@@ -1,0 +1,60 @@
+"""Popularity tier of each impression's show, per the contract.
+
+Tiers come from ``show_streams_30d`` when a log carries it. Otherwise the contract says to count
+the training data's own streams per show; that count is fitted here and saved with the model, and
+``TierMap.source_`` tells the report which rule was used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unitarget import contract
+from unitarget.data.vocabulary import as_string
+
+TierSource = Literal["show_streams_30d", "training_stream_counts"]
+
+
+class TierMap:
+    def fit(self, table: pa.Table) -> "TierMap":
+        self.source_: TierSource = (
+            "show_streams_30d" if contract.SHOW_STREAMS_30D in table.column_names else "training_stream_counts"
+        )
+        streams = pc.fill_null(table.column(contract.REQUIRED_LABEL).cast(pa.int64()), 0)
+        per_show = (
+            pa.table({"show": as_string(table.column(contract.SHOW_ID)), "streams": streams})
+            .group_by("show")
+            .aggregate([("streams", "sum")])
+        )
+        self.shows_ = per_show.column("show").combine_chunks()
+        self.stream_counts_ = per_show.column("streams_sum").to_numpy().astype(np.int64)
+        return self
+
+    def tiers(self, table: pa.Table) -> np.ndarray:
+        """(N,) tier 0..7; shows unseen in training count as 0 streams (tier 7)."""
+        if contract.SHOW_STREAMS_30D in table.column_names:
+            counts = pc.fill_null(table.column(contract.SHOW_STREAMS_30D).cast(pa.int64()), 0).to_numpy()
+        else:
+            index = pc.index_in(as_string(table.column(contract.SHOW_ID)), value_set=self.shows_)
+            index = pc.fill_null(index, -1).to_numpy()
+            counts = np.where(index >= 0, self.stream_counts_[np.maximum(index, 0)], 0)
+        return contract.tier_of(counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source_,
+            "shows": self.shows_.to_pylist(),
+            "stream_counts": self.stream_counts_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TierMap":
+        tier_map = cls()
+        tier_map.source_ = data["source"]
+        tier_map.shows_ = pa.array(data["shows"], type=pa.string())
+        tier_map.stream_counts_ = np.asarray(data["stream_counts"], dtype=np.int64)
+        return tier_map

@@ -1,0 +1,107 @@
+"""Id -> row maps for embedding tables, fitted on training data (scikit-learn's estimator contract).
+
+Row 0 of every vocabulary is the out-of-vocabulary bucket: ids unseen in training, ids rarer than
+``min_count`` and nulls all land there, so scoring never fails on an unknown id. Lookups are
+vectorised with ``pyarrow.compute.index_in``; no per-row Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+OOV = 0
+
+
+def as_string(values: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """Dictionary and large string columns become plain strings so one code path handles all."""
+    if isinstance(values, pa.Array):
+        values = pa.chunked_array([values])
+    if pa.types.is_dictionary(values.type):
+        values = values.cast(values.type.value_type)
+    if not pa.types.is_string(values.type):
+        values = values.cast(pa.string())
+    return values
+
+
+class Vocabulary:
+    """Ids seen at least ``min_count`` times, in sorted order, after the OOV row."""
+
+    def __init__(self, min_count: int = 1) -> None:
+        self.min_count = min_count
+
+    def fit(self, values: pa.Array | pa.ChunkedArray) -> "Vocabulary":
+        counts = pc.value_counts(as_string(values).drop_null())
+        keep = pc.greater_equal(counts.field("counts"), self.min_count)
+        kept = pc.filter(counts.field("values"), keep)
+        self.values_ = pc.take(kept, pc.sort_indices(kept))  # sorted: same vocabulary for any row order
+        return self
+
+    @property
+    def size(self) -> int:
+        """Rows needed in an embedding table, OOV included."""
+        return len(self.values_) + 1
+
+    def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        index = pc.index_in(as_string(values), value_set=self.values_)
+        return (pc.fill_null(index, -1).to_numpy().astype(np.int64) + 1).reshape(-1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "vocabulary", "min_count": self.min_count, "values": self.values_.to_pylist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
+        vocab = cls(min_count=data["min_count"])
+        vocab.values_ = pa.array(data["values"], type=pa.string())
+        return vocab
+
+
+class HashedVocabulary:
+    """Ids hashed into a fixed number of buckets, for id spaces too large to enumerate.
+
+    The hash is BLAKE2b of the UTF-8 id, so buckets are stable across processes and machines
+    (Python's ``hash`` is salted per process). Only distinct ids are hashed in Python; rows reuse
+    them through a dictionary encoding. Nulls go to the OOV row.
+    """
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+
+    def fit(self, values: pa.Array | pa.ChunkedArray) -> "HashedVocabulary":
+        return self
+
+    @property
+    def size(self) -> int:
+        return self.buckets + 1
+
+    def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        # large_string so that combining chunks never overflows 32-bit offsets on huge logs.
+        encoded = pc.dictionary_encode(as_string(values).cast(pa.large_string()).combine_chunks())
+        distinct = encoded.dictionary.to_pylist()
+        bucket_of = np.fromiter(
+            (int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") % self.buckets
+             for v in distinct),
+            dtype=np.int64,
+            count=len(distinct),
+        ) + 1
+        indices = encoded.indices
+        out = np.full(len(indices), OOV, dtype=np.int64)
+        valid = indices.is_valid().to_numpy(zero_copy_only=False)
+        out[valid] = bucket_of[indices.to_numpy(zero_copy_only=False)[valid].astype(np.int64)]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "hashed", "buckets": self.buckets}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HashedVocabulary":
+        return cls(buckets=data["buckets"])
+
+
+def vocabulary_from_dict(data: dict[str, Any]) -> Vocabulary | HashedVocabulary:
+    kinds = {"vocabulary": Vocabulary, "hashed": HashedVocabulary}
+    return kinds[data["type"]].from_dict(data)

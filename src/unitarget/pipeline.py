@@ -1,0 +1,287 @@
+"""The library API behind the CLI: train, load, predict and evaluate, callable from a notebook.
+
+A run directory holds everything serving needs and nothing that can execute code on load:
+
+    config.json    the validated configuration the model was trained with
+    encoder.json   fitted vocabularies, bag lengths, numeric statistics, tier map
+    model.pt       best-validation weights (a tensor dict, read with weights_only=True)
+    training.json  history per epoch, data range, skipped features, timings
+
+Training writes into ``.<run>.partial/`` beside the target and moves it into place only when it
+has finished, so a crash, a bad input or Ctrl-C never replaces a good run; ``resume=True``
+continues from the partial directory's last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from unitarget import contract
+from unitarget.config import Config, config_from_mapping
+from unitarget.data.batch import Batch
+from unitarget.data.features import FeatureEncoder
+from unitarget.data.split import split_newest_days, time_range
+from unitarget.errors import UnitargetError
+from unitarget.evaluation import (
+    ADS_STREAM,
+    PROMOTIONS_STREAM,
+    EvalTarget,
+    EvaluationResult,
+    average_precision,
+    evaluate_segments,
+)
+from unitarget.io import atomic_write_json, atomic_write_parquet, read_log
+from unitarget.models import MultiTaskModel, build_model
+from unitarget.scoring import predict_probabilities
+from unitarget.training import checkpoint
+from unitarget.training.balancing import StaticWeights
+from unitarget.training.loop import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, SilentHooks, TrainingHooks, fit
+from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
+from unitarget.training.tasks import TaskSet
+from unitarget.validation import normalise_ts, validate_log
+
+CONFIG_FILE = "config.json"
+ENCODER_FILE = "encoder.json"
+TRAINING_FILE = "training.json"
+_FINGERPRINT_FILE = "fingerprint.json"
+
+
+def load_log(data: str | Path | pa.Table, config: Config, *, require_labels: bool = True) -> pa.Table:
+    """Read (if a path) and validate a log against the contract before any work is done."""
+    table = read_log(data) if isinstance(data, (str, Path)) else data
+    validate_log(table, sources=config.sources, require_labels=require_labels,
+                 extra_numeric=[f.name for f in config.features.extra if f.kind.value in ("numeric", "vector")])
+    return normalise_ts(table)
+
+
+@dataclass
+class TrainedModel:
+    config: Config
+    encoder: FeatureEncoder
+    model: MultiTaskModel
+
+    @property
+    def tasks(self) -> TaskSet:
+        return TaskSet(self.config.tasks, self.config.sources)
+
+    def encode(self, table: pa.Table) -> Batch:
+        return self.encoder.transform(table)
+
+    def probabilities(self, table: pa.Table) -> np.ndarray:
+        """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
+        return predict_probabilities(self.model, self.encode(table), self.config.train.eval_batch_size)
+
+    def predict(self, table: pa.Table) -> pa.Table:
+        """The contract's predictions: ``impression_id`` and ``p_<task>``, row for row."""
+        probs = self.probabilities(table)
+        columns = {contract.IMPRESSION_ID: table.column(contract.IMPRESSION_ID)}
+        for j, task in enumerate(self.model.task_names):
+            columns[contract.prediction_column(task)] = pa.array(probs[:, j])
+        return pa.table(columns)
+
+    def evaluation_targets(self) -> tuple[EvalTarget, ...]:
+        """Promotions AP and Ads AP (the paper's two columns), then every other head on its label."""
+        stream_tasks = {s: self.config.stream_task(s) for s in (contract.PROMOTIONS, contract.ADS)}
+        targets = [
+            EvalTarget(PROMOTIONS_STREAM, stream_tasks[contract.PROMOTIONS], contract.REQUIRED_LABEL,
+                       contract.PROMOTIONS),
+            EvalTarget(ADS_STREAM, stream_tasks[contract.ADS], contract.REQUIRED_LABEL, contract.ADS),
+        ]
+        targets += [
+            EvalTarget(t.name, t.name, t.label, None)
+            for t in self.config.tasks if t.label != contract.REQUIRED_LABEL
+        ]
+        return tuple(targets)
+
+    def evaluate(self, table: pa.Table) -> EvaluationResult:
+        batch = self.encode(table)
+        probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size)
+        predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
+        labels, truths = {}, {}
+        for label in {t.label for t in self.evaluation_targets()}:
+            labels[label] = _float_labels(table, label)
+            truth_column = contract.true_probability_column(label)
+            if truth_column in table.column_names:
+                truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
+        source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
+        return evaluate_segments(predictions, labels, source, batch.tier.numpy(), self.evaluation_targets(),
+                                 truths or None)
+
+    def save(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG_FILE, self.config.to_json_dict())
+        atomic_write_json(run_dir / ENCODER_FILE, self.encoder.to_dict())
+        checkpoint.save({"model": self.model.state_dict()}, run_dir / BEST_WEIGHTS_FILE)
+
+
+def load_model(run_dir: str | Path) -> TrainedModel:
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, ENCODER_FILE, BEST_WEIGHTS_FILE):
+        if not (run_dir / name).is_file():
+            raise UnitargetError(f"{run_dir} is not a trained unitarget run: {name} is missing")
+    config = config_from_mapping(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
+    encoder = FeatureEncoder.from_dict(json.loads((run_dir / ENCODER_FILE).read_text()))
+    model = build_model(config.model, encoder.layout_, [t.name for t in config.tasks])
+    weights = checkpoint.load(run_dir / BEST_WEIGHTS_FILE)
+    try:
+        model.load_state_dict(weights["model"])
+    except (KeyError, RuntimeError) as err:
+        raise UnitargetError(f"{run_dir / BEST_WEIGHTS_FILE} does not match {CONFIG_FILE}: {err}") from None
+    model.eval()
+    return TrainedModel(config, encoder, model)
+
+
+def train(
+    data: str | Path | pa.Table,
+    out: str | Path,
+    config: Config,
+    *,
+    resume: bool = False,
+    hooks: TrainingHooks | None = None,
+) -> TrainedModel:
+    """Validate, split by time, fit encoders, train with early stopping, and publish ``out``."""
+    started = time.perf_counter()
+    out = Path(out)
+    table = load_log(data, config)
+    table = _training_rows(table, config)
+    fit_rows, valid_rows = split_newest_days(table, config.train.valid_days, purpose="validation")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+
+    tasks = TaskSet(config.tasks, config.sources)
+    encoder = FeatureEncoder(config.features, config.sources, tasks.labels).fit(fit_rows)
+    train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model, encoder.layout_, tasks.names)
+
+    staging = out.parent / f".{out.name}.partial"
+    fingerprint = _fingerprint(fit_rows, valid_rows, config)
+    _prepare_staging(staging, fingerprint, resume)
+    state = fit(
+        model, tasks, train_batch,
+        sampler=_sampler(train_batch, config),
+        balancer=StaticWeights(tasks.weights),
+        validate=lambda m: _validation_score(m, valid_batch, config),
+        train_config=config.train,
+        optim_config=config.optim,
+        run_dir=staging,
+        resume=resume,
+        hooks=hooks or SilentHooks(),
+    )
+    trained = TrainedModel(config, encoder, model)
+    trained.save(staging)
+    atomic_write_json(staging / TRAINING_FILE, {
+        "history": state.history,
+        "best_epoch": state.best_epoch,
+        "best_valid_score": state.best_score,
+        "rows": {"train": len(train_batch), "valid": len(valid_batch)},
+        "train_range": time_range(fit_rows),
+        "valid_range": time_range(valid_rows),
+        "features_used": [c.name for c in encoder.columns_],
+        "features_skipped": encoder.skipped_,
+        "tier_source": encoder.tier_map_.source_,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": time.perf_counter() - started,
+    })
+    (staging / CHECKPOINT_FILE).unlink(missing_ok=True)
+    (staging / _FINGERPRINT_FILE).unlink(missing_ok=True)
+    _publish(staging, out)
+    return trained
+
+
+def _training_rows(table: pa.Table, config: Config) -> pa.Table:
+    sources = config.training_sources
+    keep = pc.is_in(table.column(contract.SOURCE).cast(pa.string()), value_set=pa.array(sources))
+    rows = table.filter(keep)
+    if rows.num_rows == 0:
+        raise UnitargetError(f"the log has no impressions from the sources the tasks learn from: {sources}")
+    return rows
+
+
+def _float_labels(table: pa.Table, label: str) -> np.ndarray:
+    if label not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _sampler(batch: Batch, config: Config) -> NaturalSampler | SourceBalancedSampler:
+    size, seed = config.train.batch_size, config.train.seed
+    present = set(torch.unique(batch.source).tolist())
+    if not config.sampling.balanced or len(present) < 2:
+        return NaturalSampler(len(batch), size, seed)
+    shares = {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
+    return SourceBalancedSampler(batch.source, size, shares, seed)
+
+
+def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
+    """Mean validation AP, over the sources the model trains on, of each source's stream task.
+
+    This is the paper's model-selection metric ("validation AP on stream tasks"); it never sees
+    the test split.
+    """
+    probs = predict_probabilities(model, valid, config.train.eval_batch_size)
+    tasks = TaskSet(config.tasks, config.sources)
+    details: dict[str, float] = {}
+    for source in config.training_sources:
+        task = config.stream_task(source)
+        column = tasks.labels.index(tasks.specs[tasks.names.index(task)].label)
+        rows = (valid.source == config.sources.index(source)) & valid.label_mask[:, column]
+        if not bool(rows.any()):
+            continue
+        details[f"ap_{source}_{task}"] = average_precision(
+            valid.labels[rows, column].numpy(), probs[rows.numpy(), tasks.names.index(task)]
+        )
+    finite = [v for v in details.values() if np.isfinite(v)]
+    return (float(np.mean(finite)) if finite else float("-inf")), details
+
+
+def _fingerprint(fit_rows: pa.Table, valid_rows: pa.Table, config: Config) -> dict[str, Any]:
+    return {
+        "train_rows": fit_rows.num_rows,
+        "valid_rows": valid_rows.num_rows,
+        "train_range": list(time_range(fit_rows)),
+        "config": config.to_json_dict(),
+    }
+
+
+def _prepare_staging(staging: Path, fingerprint: dict[str, Any], resume: bool) -> None:
+    if resume:
+        if not (staging / CHECKPOINT_FILE).is_file():
+            raise UnitargetError(f"nothing to resume: no interrupted run in {staging}")
+        saved = json.loads((staging / _FINGERPRINT_FILE).read_text())
+        if saved != json.loads(json.dumps(fingerprint)):
+            raise UnitargetError(
+                f"cannot resume from {staging}: the data or configuration differ from the interrupted run"
+            )
+        return
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    atomic_write_json(staging / _FINGERPRINT_FILE, fingerprint)
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Swap the finished run into place; the previous run at ``out`` is removed only afterwards."""
+    previous = out.parent / f".{out.name}.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        os.replace(out, previous)
+    os.replace(staging, out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path) -> pa.Table:
+    table = load_log(data, model.config, require_labels=False)
+    predictions = model.predict(table)
+    atomic_write_parquet(predictions, Path(out))
+    return predictions

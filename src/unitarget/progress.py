@@ -1,0 +1,50 @@
+"""Training progress for people: a live bar on a terminal, one line per epoch elsewhere (CI, logs)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+_REFRESH_EVERY_STEPS = 10
+
+
+class RichTrainingHooks:
+    """Implements ``training.loop.TrainingHooks`` with rich."""
+
+    def __init__(self, console: Console, label: str = "train") -> None:
+        self.console = console
+        self.label = label
+        self.live = console.is_terminal
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        if not self.live or (step % _REFRESH_EVERY_STEPS and step != steps):
+            return
+        if self._progress is None:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:,.0f} ex/s"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=self.console, transient=True,
+            )
+            self._progress.start()
+        description = f"{self.label} epoch {epoch + 1}"
+        if self._task is None:
+            self._task = self._progress.add_task(description, total=steps, loss=loss, speed=examples_per_s)
+        self._progress.update(self._task, description=description, completed=step, total=steps,
+                              loss=loss, speed=examples_per_s)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._task = None, None
+        score = record["valid_score"]
+        score_text = f"{score:.4f}" if math.isfinite(score) else "n/a"
+        self.console.print(
+            f"{self.label} epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f}, "
+            f"{record['examples_per_s']:,.0f} examples/s, validation stream AP {score_text}"
+            + (" (best)" if record["improved"] else "")
+        )

@@ -1,0 +1,1 @@
+"""Training: tasks and masks, batch samplers, loss balancing, schedule, checkpoints, the loop."""

@@ -1,0 +1,59 @@
+"""Tasks own their label, the sources they learn from, and their masked loss.
+
+This is the one place masking happens. For task t and impression x from source s(x):
+
+    L_t = (1/B) Σ_x  m[s(x), t] · o_t(x) · BCE(y_t(x), σ(logit_t(x)))
+
+where m is the source mask (the paper's directional mask: an ad impression never updates a
+promotions task) and o_t(x) is 1 when label y_t was observed (null labels incur no loss, they are
+never read as 0). Dividing by the batch size B, not by the number of unmasked rows, is the paper's
+E_{x∼D}[m·ℓ]: a task that only half the batch may update gets half the gradient scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from unitarget.config import TaskSpec
+from unitarget.data.batch import Batch
+
+
+def labels_of(tasks: Sequence[TaskSpec]) -> tuple[str, ...]:
+    """Distinct label columns the tasks need, in first-use order: the columns of ``Batch.labels``."""
+    return tuple(dict.fromkeys(t.label for t in tasks))
+
+
+class TaskSet:
+    def __init__(self, tasks: Sequence[TaskSpec], sources: Sequence[str]) -> None:
+        self.specs = tuple(tasks)
+        self.sources = tuple(sources)
+        self.labels = labels_of(tasks)
+        self.names = tuple(t.name for t in tasks)
+        self.label_index = torch.tensor([self.labels.index(t.label) for t in tasks])  # (T,)
+        #: (S, T): 1 where an impression of source s may update task t
+        self.source_mask = torch.tensor(
+            [[float(s in t.sources) for t in tasks] for s in self.sources]
+        )
+        self.weights = torch.tensor([t.weight for t in tasks])  # λ_t
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def loss_weights(self, batch: Batch) -> torch.Tensor:
+        """(B, T) m[s(x), t] · o_t(x): which rows may update which task."""
+        observed = batch.label_mask.index_select(1, self.label_index).float()
+        return self.source_mask.index_select(0, batch.source) * observed
+
+    def targets(self, batch: Batch) -> torch.Tensor:
+        return batch.labels.index_select(1, self.label_index)  # (B, T)
+
+    def losses(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """(T,) masked binary cross-entropy per task, each averaged over the whole batch."""
+        per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(batch), reduction="none")
+        return (per_row * self.loss_weights(batch)).sum(0) / logits.shape[0]
+
+    def task_sources(self, name: str) -> tuple[str, ...]:
+        return self.specs[self.names.index(name)].sources

@@ -1,0 +1,42 @@
+"""Small builders shared by tests: a hand-made encoded batch and layout, no data files."""
+
+from __future__ import annotations
+
+import torch
+
+from unitarget.data.batch import Batch
+from unitarget.data.features import FeatureLayout
+
+
+def tiny_layout(n_categorical: int = 3, bag_len: int = 2, rows_per_feature: int = 5, dense: int = 1) -> FeatureLayout:
+    categorical = tuple(f"c{j}" for j in range(n_categorical))
+    offsets = {name: 1 + j * rows_per_feature for j, name in enumerate(categorical)}
+    offsets["bag"] = 1 + n_categorical * rows_per_feature
+    return FeatureLayout(
+        categorical=categorical,
+        bags=(("bag", n_categorical, n_categorical + bag_len),),
+        dense=(("d", dense),),
+        offsets=offsets,
+        table_rows=1 + (n_categorical + 1) * rows_per_feature,
+        groups={**{c: "user" for c in categorical}, "bag": "content", "d": "content"},
+    )
+
+
+def tiny_batch(layout: FeatureLayout, sources: list[int], n_labels: int = 4, seed: int = 0) -> Batch:
+    """Random ids inside each feature's block, every label observed, the given source per row."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(sources)
+    width = layout.bags[-1][2]
+    ids = torch.zeros(n, width, dtype=torch.int32)
+    for j, name in enumerate(layout.categorical):
+        ids[:, j] = layout.offsets[name] + torch.randint(0, 5, (n,), generator=g, dtype=torch.int32)
+    name, start, stop = layout.bags[0]
+    ids[:, start:stop] = layout.offsets[name] + torch.randint(0, 5, (n, stop - start), generator=g, dtype=torch.int32)
+    return Batch(
+        ids=ids,
+        dense=torch.randn(n, layout.dense_dim, generator=g),
+        labels=torch.randint(0, 2, (n, n_labels), generator=g).float(),
+        label_mask=torch.ones(n, n_labels, dtype=torch.bool),
+        source=torch.tensor(sources, dtype=torch.int64),
+        tier=torch.zeros(n, dtype=torch.int64),
+    )

@@ -1,0 +1,65 @@
+import pytest
+
+from unitarget.config import Config, load_config, merge
+from unitarget.errors import ConfigError
+from unitarget.presets import PRESETS, apply_preset
+
+
+def test_defaults_are_the_papers_unified_model():
+    config = Config()
+    assert [t.name for t in config.tasks] == ["promo_stream", "ad_stream", "click", "like", "follow"]
+    assert config.sampling.balanced
+    assert config.training_sources == ("ads", "promotions")
+
+
+def test_toml_and_yaml_load(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nseed = 7\nbatch_size = 512\n")
+    (tmp_path / "c.yaml").write_text("train:\n  seed: 7\n  batch_size: 512\n")
+    assert load_config(tmp_path / "c.toml") == load_config(tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.toml").train.seed == 7
+
+
+def test_unknown_key_fails_naming_the_field(tmp_path):
+    (tmp_path / "c.toml").write_text("[train]\nbatchsize = 512\n")
+    with pytest.raises(ConfigError, match="train.batchsize"):
+        load_config(tmp_path / "c.toml")
+
+
+def test_bad_value_fails_naming_the_field(tmp_path):
+    (tmp_path / "c.yaml").write_text("optim:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_task_with_undeclared_source_is_rejected():
+    with pytest.raises(ConfigError, match="undeclared sources"):
+        merge(Config(), {"tasks": [{"name": "x", "label": "stream", "sources": ["radio"]}]})
+
+
+def test_malformed_file_is_a_config_error(tmp_path):
+    (tmp_path / "c.toml").write_text("[train\n")
+    with pytest.raises(ConfigError, match="not valid toml"):
+        load_config(tmp_path / "c.toml")
+
+
+@pytest.mark.parametrize(
+    ("preset", "sources", "promo_task", "ads_task"),
+    [
+        ("promo-baseline", ("promotions",), "promo_stream", "promo_stream"),
+        ("promo-stream-only", ("promotions",), "promo_stream", "promo_stream"),
+        ("ads-stream-only", ("ads",), "ad_stream", "ad_stream"),
+        ("ads-anc", ("ads",), "ad_stream", "ad_stream"),
+        ("unified", ("ads", "promotions"), "promo_stream", "ad_stream"),
+    ],
+)
+def test_presets_select_data_and_scoring_heads(preset, sources, promo_task, ads_task):
+    config = apply_preset(Config(), preset)
+    assert config.training_sources == sources
+    assert config.stream_task("promotions") == promo_task
+    assert config.stream_task("ads") == ads_task
+
+
+def test_unknown_preset_lists_the_choices():
+    with pytest.raises(ConfigError, match="promo-baseline"):
+        apply_preset(Config(), "nope")
+    assert len(PRESETS) == 5
