@@ -85,7 +85,7 @@ def fit(
         epoch = state.epoch
         # ---- train one epoch
         model.train()
-        started, seen, loss_sum = time.perf_counter(), 0, torch.zeros(())
+        started, seen, loss_sum = time.perf_counter(), 0, 0.0
         for step, index in enumerate(sampler.epoch(epoch)):
             batch = train.take(index)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=train_config.bf16):
@@ -99,8 +99,9 @@ def fit(
             optimizer.step()
             scheduler.step()
             seen += len(index)
-            loss_sum += loss.detach()
-            hooks.on_step(epoch, step + 1, steps_per_epoch, float(loss), seen / (time.perf_counter() - started))
+            loss_value = loss.item()
+            loss_sum += loss_value
+            hooks.on_step(epoch, step + 1, steps_per_epoch, loss_value, seen / (time.perf_counter() - started))
         train_seconds = time.perf_counter() - started
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)
@@ -113,7 +114,7 @@ def fit(
         state.epoch = epoch + 1
         record = {
             "epoch": epoch,
-            "train_loss": float(loss_sum) / max(1, steps_per_epoch),
+            "train_loss": loss_sum / max(1, steps_per_epoch),
             "examples_per_s": seen / train_seconds,
             "seconds": train_seconds,
             "valid_score": score,

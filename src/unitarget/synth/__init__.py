@@ -1,0 +1,29 @@
+"""The synthetic world: latent users, shows and campaigns, and impression logs sampled from them.
+
+``World.generate(params)`` draws the latent structure; ``World.true_probabilities`` is the exact
+outcome model; ``generate_log`` samples a contract-conforming impression log with ``true_<label>``
+columns; ``write_synthetic_dataset`` writes both to disk. See docs/synthetic-world.md.
+"""
+
+from unitarget.synth.campaigns import NEVER, Campaigns
+from unitarget.synth.labels import Chain, Placements
+from unitarget.synth.log import SampledLog, generate_log, sample_log, write_synthetic_dataset
+from unitarget.synth.params import LabelModel, WorldParams
+from unitarget.synth.population import Shows, Users
+from unitarget.synth.world import World
+
+__all__ = [
+    "NEVER",
+    "Campaigns",
+    "Chain",
+    "LabelModel",
+    "Placements",
+    "SampledLog",
+    "Shows",
+    "Users",
+    "World",
+    "WorldParams",
+    "generate_log",
+    "sample_log",
+    "write_synthetic_dataset",
+]
