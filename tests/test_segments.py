@@ -153,7 +153,7 @@ def test_renderings(result: EvaluationResult) -> None:
     from rich.console import Console
 
     console = Console(record=True, width=160)
-    console.print(result.to_rich_table())
+    console.print(result.to_rich_tables())
     assert "promotions_stream" in console.export_text()
 
 

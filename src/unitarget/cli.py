@@ -119,7 +119,7 @@ def evaluate(
 
     trained = load_model(model)
     result = trained.evaluate(load_log(data, trained.config))
-    out_console.print(result.to_rich_table())
+    out_console.print(result.to_rich_tables())
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "evaluation.json", result.to_dict())

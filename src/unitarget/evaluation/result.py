@@ -138,20 +138,23 @@ class EvaluationResult:
             blocks.append("\n".join(lines))
         return "\n\n".join(blocks) + "\n"
 
-    def to_rich_table(self, title: str = "Evaluation by segment") -> Any:
-        """A ``rich.table.Table`` of every row, one section per target."""
+    def to_rich_tables(self) -> Any:
+        """One compact ``rich`` table per target (fits an 80-column terminal), as a renderable group."""
+        from rich.console import Group
         from rich.table import Table
 
-        table = Table(title=title)
-        table.add_column("target")
-        table.add_column("segment")
-        for _, name in _COLUMNS:
-            table.add_column(name, justify="right")
-        for i, target in enumerate(self.targets):
-            if i:
-                table.add_section()
-            for row in (r for r in self.rows if r.target == target):
+        tables = []
+        for target in self.targets:
+            rows = [r for r in self.rows if r.target == target]
+            first = rows[0]
+            where = f"{first.source} impressions" if first.source else "all impressions"
+            table = Table(title=f"{target}: task {first.task} on {where}", title_justify="left")
+            table.add_column("segment", no_wrap=True)
+            for _, name in _COLUMNS:
+                table.add_column(name, justify="right")
+            for row in rows:
                 cells = [_format(name, getattr(row, name)) for name, _ in _COLUMNS]
                 style = "bold" if row.segment in ("all", "less_streamed") else None
-                table.add_row(target, segment_label(row.segment), *cells, style=style)
-        return table
+                table.add_row(segment_label(row.segment), *cells, style=style)
+            tables.append(table)
+        return Group(*tables)

@@ -130,7 +130,7 @@ def fit(
 
 
 def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, lr: float) -> TrainingDivergedError:
-    per_task = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(tasks.names, task_losses))
+    per_task = ", ".join(f"{n}={v:.4g}" for n, v in zip(tasks.names, task_losses.tolist()))
     return TrainingDivergedError(
         f"training diverged at epoch {epoch}, step {step}: the loss is not finite ({per_task}; "
         f"learning rate {lr:.3g}). Lower optim.lr, or check the numeric features for extreme values."

@@ -1,0 +1,78 @@
+"""The command line: each command works, and user errors exit 2 with one message, no traceback."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from unitarget.cli import app
+
+runner = CliRunner()
+
+FAST = """
+[model]
+hidden = [16]
+tower_hidden = [8]
+embedding_dim = 4
+[train]
+batch_size = 512
+max_epochs = 1
+valid_days = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_log_path):
+    root = tmp_path_factory.mktemp("cli")
+    (root / "fast.toml").write_text(FAST)
+    result = runner.invoke(app, ["train", "--data", str(tiny_log_path), "--out", str(root / "run"),
+                                 "--config", str(root / "fast.toml"), "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_synth_writes_a_log_and_the_world(tmp_path):
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--users", "200", "--shows", "50",
+                                 "--impressions", "3000", "--days", "14"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_metadata(tmp_path / "impressions.parquet").num_rows == 3000
+    assert (tmp_path / "world").is_dir()
+
+
+def test_predict_and_evaluate(trained_run, tiny_log_path):
+    preds = trained_run / "preds.parquet"
+    result = runner.invoke(app, ["predict", "--model", str(trained_run / "run"), "--data", str(tiny_log_path),
+                                 "--out", str(preds)])
+    assert result.exit_code == 0, result.output
+    assert "p_ad_stream" in pq.read_schema(preds).names
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_run / "run"), "--data", str(tiny_log_path),
+                                 "--out", str(trained_run / "eval")])
+    assert result.exit_code == 0, result.output
+    assert "ads_stream" in result.output
+    rows = json.loads((trained_run / "eval" / "evaluation.json").read_text())["rows"]
+    assert {r["target"] for r in rows} >= {"promotions_stream", "ads_stream"}
+
+
+def test_bad_log_exits_2_with_a_message_naming_the_column(trained_run, tiny_log, tmp_path):
+    bad = tiny_log.set_column(tiny_log.schema.get_field_index("stream"), "stream",
+                              pa.array([2] * tiny_log.num_rows, pa.int8()))
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    result = runner.invoke(app, ["predict", "--model", str(trained_run / "run"), "--data",
+                                 str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "p.parquet")])
+    assert result.exit_code == 2
+    assert "stream" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "p.parquet").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--data", "{log}", "--out", "{tmp}/r", "--preset", "nope"],
+    ["train", "--data", "{tmp}/missing.parquet", "--out", "{tmp}/r"],
+    ["predict", "--model", "{tmp}/no-run", "--data", "{log}", "--out", "{tmp}/p.parquet"],
+])
+def test_user_errors_exit_2_without_traceback(args, tmp_path, tiny_log_path):
+    args = [a.format(log=tiny_log_path, tmp=tmp_path) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "error" in result.output and "Traceback" not in result.output

@@ -1,0 +1,42 @@
+import torch
+from torch import nn
+
+from unitarget.config import ModelConfig
+from unitarget.models import build_model
+from unitarget.models.embeddings import FeatureEmbedder
+from tests.helpers import tiny_batch, tiny_layout
+
+
+def _reference(embedder: FeatureEmbedder, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """The same function written the obvious way with nn.functional.embedding."""
+    tokens = nn.functional.embedding(ids.long(), embedder.table.weight, padding_idx=0)
+    parts = [tokens[:, : embedder.n_categorical].flatten(1)]
+    for start, stop in embedder.bag_slices:
+        count = (ids[:, start:stop] != 0).sum(1, keepdim=True).clamp(min=1)
+        parts.append(tokens[:, start:stop].sum(1) / count)
+    return torch.cat([*parts, dense], dim=1)
+
+
+def test_fused_lookup_matches_the_obvious_implementation_forward_and_backward():
+    layout = tiny_layout()
+    batch = tiny_batch(layout, [0, 1, 0, 1, 1])
+    batch.ids[0, 3:] = 0  # an empty bag
+    batch.ids[1, 4] = 0  # a shorter bag
+    torch.manual_seed(0)
+    embedder = FeatureEmbedder(layout, dim=4)
+    out = embedder(batch.ids, batch.dense)
+    expected = _reference(embedder, batch.ids, batch.dense)
+    assert torch.allclose(out, expected, atol=1e-6)
+    upstream = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * upstream).sum(), embedder.table.weight)
+    (expected_grad,) = torch.autograd.grad((expected * upstream).sum(), embedder.table.weight)
+    assert torch.allclose(grad, expected_grad, atol=1e-6)
+    assert torch.all(grad[0] == 0)  # padding row never learns
+
+
+def test_model_returns_one_logit_per_task():
+    layout = tiny_layout()
+    model = build_model(ModelConfig(hidden=(16, 8), tower_hidden=(4,)), layout, ["a", "b", "c"])
+    logits = model(tiny_batch(layout, [0] * 7))
+    assert logits.shape == (7, 3)
+    assert model.task_names == ["a", "b", "c"]
