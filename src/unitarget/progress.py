@@ -46,5 +46,6 @@ class RichTrainingHooks:
         self.console.print(
             f"{self.label} epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f}, "
             f"{record['examples_per_s']:,.0f} examples/s, validation stream AP {score_text}"
-            + (" (best)" if record["improved"] else "")
+            + (" (best)" if record["improved"] else ""),
+            soft_wrap=True,
         )
