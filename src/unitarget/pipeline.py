@@ -164,6 +164,8 @@ def train(
     train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, encoder.layout_, tasks.names)
+    for tower, rate in zip(model.towers.values(), tasks.base_rates(train_batch)):
+        tower.start_at_rate(rate)
 
     staging = out.parent / f".{out.name}.partial"
     fingerprint = _fingerprint(fit_rows, valid_rows, config)

@@ -74,5 +74,10 @@ def apply_preset(config: Config, name: str | None) -> Config:
     return merge(config, PRESETS[name][1])
 
 
-def display_name(preset: str) -> str:
-    return PRESETS[preset][0] if preset in PRESETS else preset
+_DIAGNOSTIC_NAMES = {"unified-natural-mix": "Promo + Ads 5-task MTL, natural mix (no source balancing)"}
+
+
+def display_name(setup: str) -> str:
+    if setup in PRESETS:
+        return PRESETS[setup][0]
+    return _DIAGNOSTIC_NAMES.get(setup, setup)

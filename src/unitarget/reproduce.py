@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from unitarget.config import Config
+from unitarget.config import Config, merge
 from unitarget.data.split import split_newest_days
 from unitarget.evaluation import EvaluationResult
 from unitarget.io import atomic_write_json, atomic_write_text, read_log
@@ -28,6 +28,12 @@ from unitarget.training.loop import SilentHooks, TrainingHooks
 
 REPORT_FILE = "REPORT.md"
 
+#: Variants trained beside Table 1 to explain its result, each a preset plus overrides. Balanced
+#: batches revisit the smaller source several times per epoch; the natural mix shows what that costs.
+DIAGNOSTICS: dict[str, tuple[str, dict]] = {
+    "unified-natural-mix": ("unified", {"sampling": {"balanced": False}}),
+}
+
 
 def reproduce(
     out: Path,
@@ -35,6 +41,7 @@ def reproduce(
     config: Config,
     *,
     presets: Sequence[str] = TABLE1_ORDER,
+    diagnostics: dict[str, tuple[str, dict]] = DIAGNOSTICS,
     hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
@@ -53,17 +60,20 @@ def reproduce(
 
     results: dict[str, EvaluationResult] = {}
     training: dict[str, dict] = {}
-    for preset in presets:
-        run_dir = out / "runs" / preset
-        log(f"training {preset}")
-        trained = train(train_rows, run_dir, apply_preset(config, preset), hooks=hooks_for(preset))
-        results[preset] = trained.evaluate(test_rows)
-        training[preset] = json.loads((run_dir / TRAINING_FILE).read_text())
-        atomic_write_json(out / "evaluations" / f"{preset}.json", results[preset].to_dict())
+    setups = {p: apply_preset(config, p) for p in presets}
+    setups |= {name: merge(apply_preset(config, preset), overrides) for name, (preset, overrides) in diagnostics.items()}
+    for name, setup in setups.items():
+        run_dir = out / "runs" / name
+        log(f"training {name}")
+        trained = train(train_rows, run_dir, setup, hooks=hooks_for(name))
+        results[name] = trained.evaluate(test_rows)
+        training[name] = json.loads((run_dir / TRAINING_FILE).read_text())
+        atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
 
     facts = ReproductionFacts(
         params=params,
-        results=results,
+        results={k: v for k, v in results.items() if k not in diagnostics},
+        diagnostics={k: v for k, v in results.items() if k in diagnostics},
         training=training,
         baseline=BASELINE_PRESET,
         train_rows=train_rows,

@@ -55,5 +55,11 @@ class TaskSet:
         per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(batch), reduction="none")
         return (per_row * self.loss_weights(batch)).sum(0) / logits.shape[0]
 
+    def base_rates(self, data: Batch) -> list[float]:
+        """Positive rate of each task over the rows allowed to update it."""
+        weights = self.loss_weights(data)
+        positives = (self.targets(data) * weights).sum(0)
+        return (positives / weights.sum(0).clamp(min=1)).tolist()
+
     def task_sources(self, name: str) -> tuple[str, ...]:
         return self.specs[self.names.index(name)].sources
