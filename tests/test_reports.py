@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from unitarget.presets import PAPER_TABLE1
 from unitarget.evaluation import SEGMENTS, EvaluationResult, MetricRow
 from unitarget.reports import (
     MINUS,
-    PAPER_TABLE1,
     format_relative,
     relative_change,
     table1_markdown,
@@ -62,8 +62,8 @@ def test_table1_golden() -> None:
 
 
 def test_table1_with_paper_columns() -> None:
-    results = {"base": _result(0.2, 0.1), "mtl5": _result(0.21, 0.15)}
-    md = table1_markdown(results, "base", labels={"mtl5": "Promo + Ads 5-task MTL"}, paper=PAPER_TABLE1)
+    results = {"base": _result(0.2, 0.1), "unified": _result(0.21, 0.15)}
+    md = table1_markdown(results, "base", labels={"unified": "Promo + Ads 5-task MTL"}, paper=PAPER_TABLE1)
     assert "| Promo + Ads 5-task MTL | +5.0% | +50.0% | +4.5% | +50.2% | 0.2100 | 0.1500 |" in md
     with pytest.raises(KeyError, match="nope"):
         table1_markdown(results, "nope")

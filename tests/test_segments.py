@@ -16,7 +16,6 @@ from unitarget.evaluation import (
     EvaluationResult,
     evaluate_segments,
     segment_masks,
-    standard_targets,
 )
 
 TARGETS = (
@@ -169,14 +168,3 @@ def test_segment_masks_and_bad_tier() -> None:
 def test_unknown_task_is_named(world: dict) -> None:
     with pytest.raises(KeyError, match="like"):
         evaluate_segments(targets=[EvalTarget("like", "like", "stream", None)], **world)
-
-
-def test_standard_targets() -> None:
-    full = standard_targets(["promo_stream", "ad_stream", "click", "like", "follow"])
-    assert [(t.name, t.task, t.source) for t in full[:2]] == [
-        ("promotions_stream", "promo_stream", "promotions"),
-        ("ads_stream", "ad_stream", "ads"),
-    ]
-    assert [t.name for t in full[2:]] == ["click", "like", "follow"]
-    assert {t.task for t in standard_targets(["promo_stream"])} == {"promo_stream"}
-    assert {t.task for t in standard_targets(["ad_stream", "click"])} == {"ad_stream", "click"}

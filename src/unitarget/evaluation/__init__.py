@@ -5,7 +5,6 @@ from unitarget.evaluation.evaluate import (
     PROMOTIONS_STREAM,
     EvalTarget,
     evaluate_segments,
-    standard_targets,
 )
 from unitarget.evaluation.metrics import (
     average_precision,
@@ -43,6 +42,5 @@ __all__ = [
     "roc_auc",
     "segment_label",
     "segment_masks",
-    "standard_targets",
     "tier_short_label",
 ]

@@ -15,12 +15,11 @@ Gathering the int8 tier column and recomputing the masks is ~4x cheaper than gat
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from unitarget.contract import ADS, PROMOTIONS
 from unitarget.evaluation.metrics import (
     average_precision_sorted,
     calibration_observed,
@@ -33,7 +32,6 @@ from unitarget.evaluation.segments import SEGMENTS, check_tier, segment_masks
 
 PROMOTIONS_STREAM = "promotions_stream"
 ADS_STREAM = "ads_stream"
-ANCILLARY_LABELS: tuple[str, ...] = ("click", "like", "follow")
 
 
 @dataclass(frozen=True)
@@ -44,27 +42,6 @@ class EvalTarget:
     task: str  # model task whose prediction is used, e.g. "promo_stream"
     label: str  # label column, e.g. "stream"
     source: str | None  # only impressions of this source; None = all sources
-
-
-def standard_targets(tasks: Collection[str]) -> tuple[EvalTarget, ...]:
-    """The paper's evaluation targets for a model whose heads are ``tasks``.
-
-    ``promotions_stream`` scores ``promo_stream`` on promotion impressions and ``ads_stream``
-    scores ``ad_stream`` on ad impressions. A model lacking one of the two stream heads is scored
-    on that channel with the stream head it has (Table 1's single-head rows: the promotions-only
-    baseline serves ad cold-start; an ads-only model is scored on promotions). Ancillary heads in
-    ``tasks`` are scored on their own label over all sources.
-    """
-    promo = "promo_stream" if "promo_stream" in tasks else "ad_stream"
-    ad = "ad_stream" if "ad_stream" in tasks else "promo_stream"
-    if promo not in tasks:
-        raise ValueError(f"a model needs a 'promo_stream' or 'ad_stream' head, got {sorted(tasks)}")
-    targets = [
-        EvalTarget(PROMOTIONS_STREAM, promo, "stream", PROMOTIONS),
-        EvalTarget(ADS_STREAM, ad, "stream", ADS),
-    ]
-    targets += [EvalTarget(label, label, label, None) for label in ANCILLARY_LABELS if label in tasks]
-    return tuple(targets)
 
 
 def evaluate_segments(

@@ -3,7 +3,6 @@
 from unitarget.reports.charts import save_png, tier_ap_chart, tier_relative_gain_chart
 from unitarget.reports.table1 import (
     MINUS,
-    PAPER_TABLE1,
     format_relative,
     relative_change,
     table1_markdown,
@@ -11,7 +10,6 @@ from unitarget.reports.table1 import (
 
 __all__ = [
     "MINUS",
-    "PAPER_TABLE1",
     "format_relative",
     "relative_change",
     "save_png",

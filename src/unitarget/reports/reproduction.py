@@ -137,7 +137,7 @@ def _verdicts(facts: ReproductionFacts) -> str:
         lines.append(
             f"\nMeasured: unified {format_relative(promo)} Promotions AP and {format_relative(ads)} Ads AP "
             f"against the baseline (paper: +4.5% and +50.2%). Where a line disagrees, the synthetic "
-            f"world was not changed to force agreement; see the discussion in docs/synthetic-world.md."
+            f"world was not changed to force agreement; the diagnostics below look for the cause."
         )
     return "\n".join(lines)
 

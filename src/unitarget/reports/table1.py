@@ -15,16 +15,6 @@ from unitarget.evaluation import ADS_STREAM, PROMOTIONS_STREAM, EvaluationResult
 
 MINUS = "\u2212"  # typographic minus sign, as in the paper
 
-#: Table 1 of the paper as fractions (−7.9% -> -0.079): (Promotions AP, Ads AP) relative to the
-#: promotions-only production baseline (Figure 2A), keyed by the paper's row names.
-PAPER_TABLE1: dict[str, tuple[float, float]] = {
-    "Promo Stream head-only": (-0.079, -0.088),
-    "Ads Stream head-only": (-0.652, 0.270),
-    "Ads Stream + ANC heads": (-0.648, 0.465),
-    "Promo + Ads 5-task MTL": (0.045, 0.502),
-}
-
-
 def relative_change(value: float, baseline: float) -> float:
     """(value - baseline) / baseline; NaN when either is NaN or the baseline is 0."""
     if math.isnan(value) or math.isnan(baseline) or baseline == 0:
@@ -65,7 +55,7 @@ def table1_markdown(
         results: setup key -> its evaluation on the test split (same rows for every setup).
         baseline: key of the reference setup; listed first, marked "(baseline)".
         labels: setup key -> display name (e.g. "promo-stream-only" -> "Promo Stream head-only").
-        paper: the paper's relative changes as fractions (see :data:`PAPER_TABLE1`), looked up by
+        paper: the paper's relative changes as fractions (see ``unitarget.presets.PAPER_TABLE1``), looked up by
             setup key, then by display name; adds "paper" columns beside the measured ones.
     """
     if baseline not in results:
