@@ -53,9 +53,9 @@ def main() -> None:
                     run_dir=Path(run_dir))
     train_speed = max(record["examples_per_s"] for record in state.history)
 
-    predict_probabilities(model, data.slice(0, 65_536))  # warm-up
+    predict_probabilities(model, data.slice(0, 65_536), bf16=args.bf16)  # warm-up
     started = time.perf_counter()
-    predict_probabilities(model, data, config.train.eval_batch_size)
+    predict_probabilities(model, data, config.train.eval_batch_size, bf16=args.bf16)
     predict_speed = len(data) / (time.perf_counter() - started)
 
     print(json.dumps({

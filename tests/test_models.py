@@ -32,6 +32,8 @@ def test_fused_lookup_matches_the_obvious_implementation_forward_and_backward():
     (expected_grad,) = torch.autograd.grad((expected * upstream).sum(), embedder.table.weight)
     assert torch.allclose(grad, expected_grad, atol=1e-6)
     assert torch.all(grad[0] == 0)  # padding row never learns
+    with torch.inference_mode():  # the inference path (embedding_bag) computes the same values
+        assert torch.allclose(embedder(batch.ids, batch.dense), expected.detach(), atol=1e-6)
 
 
 def test_model_returns_one_logit_per_task():

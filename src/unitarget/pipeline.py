@@ -80,7 +80,8 @@ class TrainedModel:
 
     def probabilities(self, table: pa.Table) -> np.ndarray:
         """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
-        return predict_probabilities(self.model, self.encode(table), self.config.train.eval_batch_size)
+        return predict_probabilities(self.model, self.encode(table), self.config.train.eval_batch_size,
+                                     self.config.train.bf16)
 
     def predict(self, table: pa.Table) -> pa.Table:
         """The contract's predictions: ``impression_id`` and ``p_<task>``, row for row."""
@@ -106,7 +107,7 @@ class TrainedModel:
 
     def evaluate(self, table: pa.Table) -> EvaluationResult:
         batch = self.encode(table)
-        probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size)
+        probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size, self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
         for label in {t.label for t in self.evaluation_targets()}:
@@ -232,7 +233,7 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
     This is the paper's model-selection metric ("validation AP on stream tasks"); it never sees
     the test split.
     """
-    probs = predict_probabilities(model, valid, config.train.eval_batch_size)
+    probs = predict_probabilities(model, valid, config.train.eval_batch_size, config.train.bf16)
     tasks = TaskSet(config.tasks, config.sources)
     details: dict[str, float] = {}
     for source in config.training_sources:

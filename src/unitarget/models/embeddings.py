@@ -65,6 +65,10 @@ class FeatureEmbedder(nn.Module):
         self.register_buffer("slot", torch.tensor(slot, dtype=torch.int64), persistent=False)
         self.register_buffer("bag_mask", bag_mask, persistent=False)
         self.bag_slices = [(start, stop) for _, start, stop in layout.bags]
+        width = layout.bags[-1][2] if layout.bags else n_cat
+        slot_starts = list(range(n_cat)) + [start for start, _ in self.bag_slices]
+        self.register_buffer("slot_starts", torch.tensor(slot_starts, dtype=torch.int64), persistent=False)
+        self.width = width
         self.output_dim = (n_cat + len(layout.bags)) * dim + layout.dense_dim
 
     def token_weights(self, ids: torch.Tensor) -> torch.Tensor:
@@ -77,7 +81,20 @@ class FeatureEmbedder(nn.Module):
         return weights
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return torch.cat([self._pooled_for_inference(ids), dense], dim=1)
         pooled = _PooledLookup.apply(
             self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical, self.bag_slices
         )
         return torch.cat([pooled.flatten(1), dense], dim=1)
+
+    def _pooled_for_inference(self, ids: torch.Tensor) -> torch.Tensor:
+        """The same sums as ``_PooledLookup`` in one ``embedding_bag`` call: every slot of every
+        row is one bag of the flattened ids, so no (B, C, dim) intermediate is materialised."""
+        batch = ids.shape[0]
+        offsets = (torch.arange(batch).unsqueeze(1) * self.width + self.slot_starts).reshape(-1)
+        pooled = nn.functional.embedding_bag(
+            ids.reshape(-1).long(), self.table.weight, offsets, mode="sum",
+            per_sample_weights=self.token_weights(ids).reshape(-1),
+        )
+        return pooled.view(batch, -1)  # (B, slots·dim)
