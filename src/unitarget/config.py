@@ -80,6 +80,13 @@ class SamplingConfig(_Strict):
     )
 
 
+class LossConfig(_Strict):
+    """How per-task losses are combined (training/balancing.py); λ_t comes from each TaskSpec."""
+
+    method: Literal["static", "uncertainty", "gradnorm", "pcgrad"] = "static"
+    gradnorm_alpha: float = Field(1.5, ge=0, description="GradNorm's restoring-force exponent α")
+
+
 class OptimConfig(_Strict):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -114,6 +121,7 @@ class Config(_Strict):
     features: FeaturesConfig = FeaturesConfig()
     model: ModelConfig = ModelConfig()
     sampling: SamplingConfig = SamplingConfig()
+    loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -45,7 +45,7 @@ from unitarget.io import atomic_write_json, atomic_write_parquet, read_log
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.scoring import predict_probabilities
 from unitarget.training import checkpoint
-from unitarget.training.balancing import StaticWeights
+from unitarget.training.balancing import make_balancer
 from unitarget.training.loop import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, SilentHooks, TrainingHooks, fit
 from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
 from unitarget.training.tasks import TaskSet
@@ -174,7 +174,8 @@ def train(
     state = fit(
         model, tasks, train_batch,
         sampler=_sampler(train_batch, config),
-        balancer=StaticWeights(tasks.weights),
+        balancer=make_balancer(config.loss.method, tasks.weights, alpha=config.loss.gradnorm_alpha,
+                               seed=config.train.seed),
         validate=lambda m: _validation_score(m, valid_batch, config),
         train_config=config.train,
         optim_config=config.optim,

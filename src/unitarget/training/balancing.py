@@ -1,25 +1,151 @@
-"""Loss balancing strategies: how per-task losses become the one scalar that is backpropagated.
+"""Loss balancing strategies: how per-task losses become gradients.
 
-A strategy is composed with any architecture. ``StaticWeights`` is the paper's Σ_t λ_t L_t
-(λ_t = 1 in its deployment).
+Each strategy is composed with any architecture. It receives the per-task losses L_t (already
+masked by ``TaskSet``) and the shared parameters explicitly, runs the backward pass, and returns
+the scalar it optimised, for logging. Strategies are ``nn.Module``s: the loop optimises their
+parameters with the model's and checkpoints their ``state_dict`` for ``--resume``.
+
+- ``StaticWeights``: Σ_t λ_t L_t, the paper's objective (λ_t = 1 in its deployment).
+- ``UncertaintyWeighting``: Kendall, Gal & Cipolla, CVPR 2018.
+- ``GradNorm``: Chen, Badrinarayanan, Lee & Rabinovich, ICML 2018.
+- ``PCGrad``: Yu, Kumar, Gupta, Levine, Hausman & Finn, NeurIPS 2020.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
+from torch import nn
 
 
 class LossBalancer(Protocol):
-    def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
-        """(T,) per-task losses -> scalar loss to backpropagate."""
+    def parameters(self): ...
+
+    def state_dict(self): ...
+
+    def load_state_dict(self, state): ...
+
+    def after_step(self) -> None:
+        """Called after each optimiser step."""
+        ...
+
+    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        """Backpropagate (T,) per-task losses; return the scalar objective (detached)."""
         ...
 
 
-class StaticWeights:
-    def __init__(self, weights: torch.Tensor) -> None:
-        self.weights = weights
+class StaticWeights(nn.Module):
+    """L = Σ_t λ_t L_t."""
 
-    def combine(self, task_losses: torch.Tensor) -> torch.Tensor:
-        return (self.weights * task_losses).sum()
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weights", weights.clone())
+
+    def after_step(self) -> None:
+        pass
+
+    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        loss = (self.weights * task_losses).sum()
+        loss.backward()
+        return loss.detach()
+
+
+class UncertaintyWeighting(StaticWeights):
+    """L = Σ_t λ_t (exp(−s_t) L_t + s_t), s_t = log σ_t² learned per task.
+
+    A task whose loss stays high (noisy labels) gets a larger σ_t and so a smaller weight; the
+    + s_t term stops σ_t from growing without bound.
+    """
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__(weights)
+        self.log_variance = nn.Parameter(torch.zeros(len(weights)))
+
+    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        s = self.log_variance
+        loss = (self.weights * (torch.exp(-s) * task_losses + s)).sum()
+        loss.backward()
+        return loss.detach()
+
+
+class GradNorm(StaticWeights):
+    """Learned task weights w_t that equalise gradient norms at the last shared layer W.
+
+    G_t = ‖∇_W w_t L_t‖, r_t = (L_t / L_t(0)) / mean_j(L_j / L_j(0)); the weights minimise
+    Σ_t |G_t − mean(G) · r_t^α| (the target is held constant), then are renormalised to sum to T.
+    The model itself is updated with Σ_t λ_t w_t L_t.
+    """
+
+    def __init__(self, weights: torch.Tensor, alpha: float = 1.5) -> None:
+        super().__init__(weights)
+        self.alpha = alpha
+        self.task_weights = nn.Parameter(torch.ones(len(weights)))
+        self.register_buffer("initial_losses", torch.zeros(len(weights)))
+
+    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        last = [p for p in shared if p.ndim == 2][-1]  # the last shared weight matrix
+        if not bool(self.initial_losses.any()):
+            self.initial_losses.copy_(task_losses.detach().clamp(min=1e-8))
+        weighted = self.weights * self.task_weights * task_losses
+        norms = torch.stack([
+            torch.autograd.grad(weighted[t], last, retain_graph=True, create_graph=True)[0].norm()
+            for t in range(len(task_losses))
+        ])
+        ratio = task_losses.detach() / self.initial_losses
+        target = (norms.mean() * (ratio / ratio.mean()) ** self.alpha).detach()
+        weight_grad = torch.autograd.grad((norms - target).abs().sum(), self.task_weights, retain_graph=True)[0]
+        loss = weighted.sum()
+        loss.backward()
+        self.task_weights.grad = weight_grad
+        return loss.detach()
+
+    def after_step(self) -> None:
+        """Keep Σ_t w_t = T (and w_t > 0) after each optimiser step."""
+        with torch.no_grad():
+            self.task_weights.clamp_(min=1e-3)
+            self.task_weights.mul_(len(self.task_weights) / self.task_weights.sum())
+
+
+class PCGrad(StaticWeights):
+    """Project each task's shared gradient off the others' where they conflict (g_t · g_j < 0):
+    g_t ← g_t − (g_t · g_j / ‖g_j‖²) g_j, over the other tasks in a random order; the shared
+    parameters receive Σ_t of the projected gradients, task towers their own gradients."""
+
+    def __init__(self, weights: torch.Tensor, seed: int = 0) -> None:
+        super().__init__(weights)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        weighted = self.weights * task_losses
+        grads = torch.stack([self._flat_grad(weighted[t], shared) for t in range(len(weighted))])  # (T, P)
+        projected = grads.clone()
+        for t in range(len(grads)):
+            for j in torch.randperm(len(grads), generator=self.generator).tolist():
+                dot = projected[t] @ grads[j]
+                if j != t and dot < 0:
+                    projected[t] -= dot / grads[j].square().sum().clamp(min=1e-12) * grads[j]
+        loss = weighted.sum()
+        loss.backward()
+        combined = projected.sum(0)
+        offset = 0
+        for p in shared:
+            p.grad = combined[offset: offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+        return loss.detach()
+
+    @staticmethod
+    def _flat_grad(loss: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+        grads = torch.autograd.grad(loss, shared, retain_graph=True, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, shared)])
+
+
+def make_balancer(method: str, weights: torch.Tensor, *, alpha: float = 1.5, seed: int = 0) -> LossBalancer:
+    """The strategy named by ``LossConfig.method`` (one literal mapping, no registry)."""
+    return {
+        "static": lambda: StaticWeights(weights),
+        "uncertainty": lambda: UncertaintyWeighting(weights),
+        "gradnorm": lambda: GradNorm(weights, alpha),
+        "pcgrad": lambda: PCGrad(weights, seed),
+    }[method]()

@@ -74,12 +74,13 @@ def fit(
     hooks: TrainingHooks = SilentHooks(),
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best validation weights."""
-    optimizer = make_optimizer(model.parameters(), optim_config)
+    optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
+    shared = model.shared_parameters()
     steps_per_epoch = len(sampler)
     scheduler = make_scheduler(optimizer, optim_config, steps_per_epoch * train_config.max_epochs)
     state = TrainState()
     if resume:
-        state = _restore(run_dir, model, optimizer, scheduler)
+        state = _restore(run_dir, model, optimizer, scheduler, balancer)
 
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
@@ -91,12 +92,12 @@ def fit(
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=train_config.bf16):
                 logits = model(batch)
             task_losses = tasks.losses(logits, batch)
-            loss = balancer.combine(task_losses)
-            if not torch.isfinite(loss):
+            if not bool(torch.isfinite(task_losses).all()):
                 raise _diverged(epoch, step, task_losses, tasks, scheduler.get_last_lr()[0])
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = balancer.backward(task_losses, shared)
             optimizer.step()
+            balancer.after_step()
             scheduler.step()
             seen += len(index)
             loss_value = loss.item()
@@ -122,7 +123,7 @@ def fit(
             **{f"valid_{k}": v for k, v in details.items()},
         }
         state.history.append(record)
-        _save_checkpoint(run_dir, model, optimizer, scheduler, state)
+        _save_checkpoint(run_dir, model, optimizer, scheduler, balancer, state)
         hooks.on_epoch_end(record)
 
     model.load_state_dict(checkpoint.load(run_dir / BEST_WEIGHTS_FILE)["model"])
@@ -130,19 +131,20 @@ def fit(
 
 
 def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, lr: float) -> TrainingDivergedError:
-    per_task = ", ".join(f"{n}={v:.4g}" for n, v in zip(tasks.names, task_losses.tolist()))
+    per_task = ", ".join(f"{n}={v:.4g}" for n, v in zip(tasks.names, task_losses.detach().tolist()))
     return TrainingDivergedError(
         f"training diverged at epoch {epoch}, step {step}: the loss is not finite ({per_task}; "
         f"learning rate {lr:.3g}). Lower optim.lr, or check the numeric features for extreme values."
     )
 
 
-def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainState) -> None:
+def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, balancer, state: TrainState) -> None:
     checkpoint.save(
         {
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
+            "balancer": balancer.state_dict(),
             "rng": torch.get_rng_state(),
             "state": {
                 "epoch": state.epoch,
@@ -156,9 +158,10 @@ def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, state: TrainSta
     )
 
 
-def _restore(run_dir: Path, model, optimizer, scheduler) -> TrainState:
+def _restore(run_dir: Path, model, optimizer, scheduler, balancer) -> TrainState:
     payload = checkpoint.load(run_dir / CHECKPOINT_FILE)
     model.load_state_dict(payload["model"])
+    balancer.load_state_dict(payload["balancer"])
     optimizer.load_state_dict(payload["optimizer"])
     scheduler.load_state_dict(payload["scheduler"])
     torch.set_rng_state(payload["rng"])
