@@ -94,6 +94,29 @@ def train(
 
 @app.command()
 @_user_errors
+def finetune(
+    model: Annotated[Path, typer.Option(help="run directory of the trained model to extend")],
+    data: Annotated[Path, typer.Option(help="impression log labelled for the new objective")],
+    task: Annotated[str, typer.Option(help="NAME:label=COL,sources=S1[,S2...] — the new task")],
+    out: Annotated[Path, typer.Option(help="run directory for the extended model")],
+    freeze_encoder: Annotated[bool, typer.Option(help="train the new head only")] = False,
+    init_from: Annotated[Optional[str], typer.Option(help="start the new head as a copy of this task's")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="overrides (e.g. [train])")] = None,
+) -> None:
+    """Add a task head to a trained model and train it on a (small) log of the new objective."""
+    from unitarget.config import parse_task_spec, read_mapping
+    from unitarget.pipeline import TRAINING_FILE, finetune as finetune_model, load_model
+    from unitarget.progress import RichTrainingHooks
+
+    spec = parse_task_spec(task)
+    overrides = read_mapping(config_file) if config_file else None
+    finetune_model(load_model(model), data, out, spec, freeze_encoder=freeze_encoder, init_from=init_from,
+                   overrides=overrides, hooks=RichTrainingHooks(console, f"finetune {spec.name}"))
+    console.print(f"model with task {spec.name!r} written to {out} (details in {out / TRAINING_FILE})")
+
+
+@app.command()
+@_user_errors
 def predict(
     model: Annotated[Path, typer.Option(help="run directory written by `unitarget train`")],
     data: Annotated[Path, typer.Option(help="impression log to score (labels not needed)")],

@@ -113,6 +113,9 @@ class EvaluationConfig(_Strict):
         default_factory=lambda: {contract.PROMOTIONS: "promo_stream", contract.ADS: "ad_stream"}
     )
     test_days: float = Field(7.0, gt=0, description="newest days held out as the test set by reproduce")
+    selection_task: str | None = Field(
+        None, description="select the best epoch on this task's validation AP instead of the stream tasks'"
+    )
 
 
 class Config(_Strict):
@@ -137,6 +140,8 @@ class Config(_Strict):
             unknown = set(task.sources) - set(self.sources)
             if unknown:
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
+        if self.evaluation.selection_task not in (None, *names):
+            raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
         unknown_ratio = set(self.sampling.ratios) - set(self.sources)
         if unknown_ratio:
             raise ValueError(f"sampling.ratios names undeclared sources {sorted(unknown_ratio)}")
@@ -170,7 +175,26 @@ class Config(_Strict):
         return json.loads(self.model_dump_json())
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
+def parse_task_spec(spec: str) -> TaskSpec:
+    """``NAME:label=COL,sources=S1[,S2...][,weight=W]`` -> TaskSpec (the CLI's --task syntax)."""
+    name, _, rest = spec.partition(":")
+    fields: dict[str, Any] = {"name": name.strip()}
+    key = None
+    for token in filter(None, (t.strip() for t in rest.split(","))):
+        if "=" in token:
+            key, value = (part.strip() for part in token.split("=", 1))
+            fields[key] = [value] if key == "sources" else value
+        elif key == "sources":
+            fields["sources"].append(token)
+        else:
+            raise ConfigError(f"cannot read task spec {spec!r}: {token!r} is not KEY=VALUE")
+    try:
+        return TaskSpec.model_validate(fields)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, f"task spec {spec!r}")) from None
+
+
+def read_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as err:
@@ -211,7 +235,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if path is None:
         return Config()
     path = Path(path)
-    return config_from_mapping(_read_mapping(path), origin=str(path))
+    return config_from_mapping(read_mapping(path), origin=str(path))
 
 
 def merge(config: Config, overrides: dict[str, Any]) -> Config:

@@ -19,6 +19,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import pyarrow.compute as pc
 import torch
 
 from unitarget import contract
-from unitarget.config import Config, config_from_mapping
+from unitarget.config import Config, TaskSpec, config_from_mapping, merge
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days, time_range
@@ -60,8 +61,11 @@ _FINGERPRINT_FILE = "fingerprint.json"
 def load_log(data: str | Path | pa.Table, config: Config, *, require_labels: bool = True) -> pa.Table:
     """Read (if a path) and validate a log against the contract before any work is done."""
     table = read_log(data) if isinstance(data, (str, Path)) else data
-    validate_log(table, sources=config.sources, require_labels=require_labels,
-                 extra_numeric=[f.name for f in config.features.extra if f.kind.value in ("numeric", "vector")])
+    validate_log(
+        table, sources=config.sources, require_labels=require_labels,
+        extra_numeric=[f.name for f in config.features.extra if f.kind.value in ("numeric", "vector")],
+        extra_labels=[t.label for t in config.tasks],
+    )
     return normalise_ts(table)
 
 
@@ -153,24 +157,85 @@ def train(
 ) -> TrainedModel:
     """Validate, split by time, fit encoders, train with early stopping, and publish ``out``."""
     started = time.perf_counter()
-    out = Path(out)
-    table = load_log(data, config)
-    table = _training_rows(table, config)
-    fit_rows, valid_rows = split_newest_days(table, config.train.valid_days, purpose="validation")
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-
+    fit_rows, valid_rows = _split_training_log(data, config)
     tasks = TaskSet(config.tasks, config.sources)
     encoder = FeatureEncoder(config.features, config.sources, tasks.labels).fit(fit_rows)
-    train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, encoder.layout_, tasks.names)
-    for tower, rate in zip(model.towers.values(), tasks.base_rates(train_batch)):
-        tower.start_at_rate(rate)
+    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
+                              start_at_rate=tasks.names, resume=resume, hooks=hooks, started=started)
+
+
+def finetune(
+    base: TrainedModel,
+    data: str | Path | pa.Table,
+    out: str | Path,
+    task: TaskSpec,
+    *,
+    freeze_encoder: bool = False,
+    init_from: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    hooks: TrainingHooks | None = None,
+) -> TrainedModel:
+    """Add a task head to a trained model and train it on ``data`` (a new objective, often small).
+
+    The fitted encoder is kept as it is (same vocabularies, so the embeddings keep their meaning).
+    The new head starts fresh at its base rate, or as a copy of head ``init_from``. With
+    ``freeze_encoder`` only the new head learns and the old heads' outputs cannot change; without
+    it, the old tasks keep training beside the new one on ``data`` so the shared encoder does not
+    drift away from them. Model selection uses the new task's validation AP.
+    """
+    started = time.perf_counter()
+    if task.name in base.model.task_names:
+        raise UnitargetError(f"the model already has a task {task.name!r}: {base.model.task_names}")
+    if init_from is not None and init_from not in base.model.task_names:
+        raise UnitargetError(f"--init-from {init_from!r} is not a task of the model: {base.model.task_names}")
+    tasks = [t.model_dump() for t in base.config.tasks] + [task.model_dump()]
+    config = merge(base.config, {"tasks": tasks, **(overrides or {})})
+    config = merge(config, {"evaluation": {"selection_task": task.name}})
+    fit_rows, valid_rows = _split_training_log(data, config)
+    names = [t.name for t in config.tasks]
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model, base.encoder.layout_, names)
+    model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
+    if init_from is not None:
+        model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
+    if freeze_encoder:
+        model.freeze(except_towers=[task.name])
+    encoder = base.encoder.with_labels(TaskSet(config.tasks, config.sources).labels)
+    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
+                              start_at_rate=[] if init_from else [task.name], resume=False, hooks=hooks,
+                              started=started)
+
+
+def _split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
+    table = _training_rows(load_log(data, config), config)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    return split_newest_days(table, config.train.valid_days, purpose="validation")
+
+
+def _train_and_publish(
+    fit_rows: pa.Table,
+    valid_rows: pa.Table,
+    out: Path,
+    config: Config,
+    encoder: FeatureEncoder,
+    model: MultiTaskModel,
+    *,
+    start_at_rate: Sequence[str],
+    resume: bool,
+    hooks: TrainingHooks | None,
+    started: float,
+) -> TrainedModel:
+    tasks = TaskSet(config.tasks, config.sources)
+    train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
+    for name, rate in zip(tasks.names, tasks.base_rates(train_batch)):
+        if name in start_at_rate:
+            model.towers[name].start_at_rate(rate)
 
     staging = out.parent / f".{out.name}.partial"
-    fingerprint = _fingerprint(fit_rows, valid_rows, config)
-    _prepare_staging(staging, fingerprint, resume)
+    _prepare_staging(staging, _fingerprint(fit_rows, valid_rows, config), resume)
     state = fit(
         model, tasks, train_batch,
         sampler=_sampler(train_batch, config),
@@ -229,16 +294,19 @@ def _sampler(batch: Batch, config: Config) -> NaturalSampler | SourceBalancedSam
 
 
 def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
-    """Mean validation AP, over the sources the model trains on, of each source's stream task.
-
-    This is the paper's model-selection metric ("validation AP on stream tasks"); it never sees
-    the test split.
+    """Mean validation AP, over the sources the model trains on, of each source's stream task
+    (the paper's model-selection metric), or of ``evaluation.selection_task`` when one is set
+    (fine-tuning selects on its new task). It never sees the test split.
     """
     probs = predict_probabilities(model, valid, config.train.eval_batch_size, config.train.bf16)
     tasks = TaskSet(config.tasks, config.sources)
+    selection = config.evaluation.selection_task
+    chosen = (
+        [(s, selection) for s in tasks.task_sources(selection) if s in config.training_sources]
+        if selection else [(s, config.stream_task(s)) for s in config.training_sources]
+    )
     details: dict[str, float] = {}
-    for source in config.training_sources:
-        task = config.stream_task(source)
+    for source, task in chosen:
         column = tasks.labels.index(tasks.specs[tasks.names.index(task)].label)
         rows = (valid.source == config.sources.index(source)) & valid.label_mask[:, column]
         if not bool(rows.any()):

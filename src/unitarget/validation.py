@@ -90,6 +90,7 @@ def validate_log(
     sources: Sequence[str] = DEFAULT_SOURCES,
     require_labels: bool = True,
     extra_numeric: Sequence[str] = (),
+    extra_labels: Sequence[str] = (),
 ) -> ValidationReport:
     """Check ``table`` against the contract; raise ``ContractError`` on the first violation.
 
@@ -98,11 +99,14 @@ def validate_log(
         sources: the declared channels; any other ``source`` value is an error.
         require_labels: False when scoring: ``stream`` may then be absent (but is checked if present).
         extra_numeric: further numeric or float-vector columns the configuration declares.
+        extra_labels: label columns of configured tasks beyond the contract's four; required when
+            ``require_labels``, and checked like the contract's labels.
     """
-    _check_present(table, require_labels, extra_numeric)
+    labels = (*LABELS, *(name for name in extra_labels if name not in LABELS))
+    _check_present(table, require_labels, (*extra_numeric, *(labels[len(LABELS):] if require_labels else ())))
     if table.num_rows == 0:
         raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
-    kinds = _expected_kinds(extra_numeric)
+    kinds = _expected_kinds(extra_numeric) | {name: _LABEL for name in labels}
     present = {name: kind for name, kind in kinds.items() if name in table.column_names}
     for name, kind in present.items():
         _check_type(table, name, kind)
@@ -110,7 +114,7 @@ def validate_log(
         _check_not_null(table, name)
     _ts_as_utc_us(table.column(TS))  # raises on unparsable or out-of-range timestamps
     _check_sources(table.column(SOURCE), sources)
-    for name in LABELS:
+    for name in labels:
         if name in present:
             _check_label(name, table.column(name))
     _check_unique(table.column(IMPRESSION_ID))
@@ -126,7 +130,7 @@ def validate_log(
         n_rows=table.num_rows,
         present_features=tuple(n for n in features if n in table.column_names),
         skipped_features=tuple(n for n in features if n not in table.column_names),
-        label_columns=tuple(n for n in LABELS if n in table.column_names),
+        label_columns=tuple(n for n in labels if n in table.column_names),
     )
 
 
@@ -151,13 +155,13 @@ def normalise_ts(table: pa.Table) -> pa.Table:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _check_present(table: pa.Table, require_labels: bool, extra_numeric: Sequence[str]) -> None:
+def _check_present(table: pa.Table, require_labels: bool, declared: Sequence[str]) -> None:
     have = table.column_names
     required = [c for c in REQUIRED_COLUMNS if require_labels or c != REQUIRED_LABEL]
     missing = [c for c in required if c not in have]
     what = "required column"
     if not missing:
-        missing = [c for c in extra_numeric if c not in have]
+        missing = [c for c in declared if c not in have]
         what = "column declared by the configuration"
     if not missing:
         return

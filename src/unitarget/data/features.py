@@ -128,6 +128,12 @@ class FeatureEncoder:
             groups={c.name: c.group.value for c in self.columns_},
         )
 
+    def with_labels(self, labels: tuple[str, ...]) -> "FeatureEncoder":
+        """The same fitted encoder producing ``labels`` as the label columns (new objectives)."""
+        copy = FeatureEncoder.from_dict(self.to_dict())
+        copy.labels = tuple(labels)
+        return copy
+
     # ----------------------------------------------------------------------------- transform
     def transform(self, table: pa.Table) -> Batch:
         """Encode every row of ``table``; unknown ids map to each feature's OOV row."""

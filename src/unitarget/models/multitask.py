@@ -25,6 +25,7 @@ class MultiTaskModel(nn.Module):
         self.embedder = embedder
         self.encoder = encoder
         self.towers = nn.ModuleDict(towers)
+        self.frozen = False
 
     @property
     def task_names(self) -> list[str]:
@@ -36,9 +37,24 @@ class MultiTaskModel(nn.Module):
         per_task = [z] * len(self.towers) if isinstance(z, torch.Tensor) else z
         return torch.stack([tower(z) for tower, z in zip(self.towers.values(), per_task)], dim=1)
 
+    def freeze(self, except_towers: Sequence[str]) -> None:
+        """Stop every parameter but those of ``except_towers`` from learning. Frozen batch-norm
+        layers also keep their running statistics (they stay in eval mode when training)."""
+        self.frozen = True
+        for name, parameter in self.named_parameters():
+            if not any(name.startswith(f"towers.{t}.") for t in except_towers):
+                parameter.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "MultiTaskModel":
+        super().train(mode)
+        if self.frozen:
+            self.embedder.eval()
+            self.encoder.eval()
+        return self
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's loss reaches: what gradient-balancing methods operate on."""
-        return [*self.embedder.parameters(), *self.encoder.parameters()]
+        return [p for p in (*self.embedder.parameters(), *self.encoder.parameters()) if p.requires_grad]
 
 
 def build_model(config: ModelConfig, layout: FeatureLayout, tasks: Sequence[str]) -> MultiTaskModel:

@@ -1,0 +1,73 @@
+"""New objectives: a head added to a trained model, fresh or from an existing head."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from unitarget.config import TaskSpec, merge, parse_task_spec
+from unitarget.errors import ConfigError, UnitargetError
+from unitarget.pipeline import finetune, load_model, train
+
+
+@pytest.fixture(scope="module")
+def base_and_log(tmp_path_factory, tiny_log):
+    from unitarget.config import Config
+
+    config = merge(Config(), {
+        "model": {"hidden": [32, 16], "tower_hidden": [8], "embedding_dim": 8},
+        "train": {"batch_size": 512, "max_epochs": 2, "valid_days": 4, "threads": 1},
+    })
+    base = train(tiny_log, tmp_path_factory.mktemp("base") / "run", config)
+    # a new objective: follow after a video ad (null elsewhere)
+    video = pc.equal(tiny_log.column("format"), "video")
+    follow_video = pc.if_else(video, tiny_log.column("follow"), pa.scalar(None, pa.int8()))
+    return base, tiny_log.append_column("follow_video", follow_video)
+
+
+def test_task_spec_syntax():
+    spec = parse_task_spec("follow_video:label=follow_video,sources=ads,promotions,weight=2")
+    assert spec == TaskSpec(name="follow_video", label="follow_video", sources=("ads", "promotions"), weight=2)
+    with pytest.raises(ConfigError):
+        parse_task_spec("x:label")
+
+
+def test_frozen_finetune_adds_a_head_and_leaves_old_heads_unchanged(base_and_log, tmp_path):
+    base, log = base_and_log
+    task = TaskSpec(name="follow_video", label="follow_video", sources=("ads",))
+    tuned = finetune(base, log, tmp_path / "tuned", task, freeze_encoder=True)
+    assert tuned.model.task_names == [*base.model.task_names, "follow_video"]
+    before = base.probabilities(log)
+    after = load_model(tmp_path / "tuned").probabilities(log)
+    assert np.array_equal(before, after[:, : before.shape[1]])
+    assert tuned.evaluate(log).ap("follow_video") > 0
+
+
+def test_init_from_copies_an_existing_head(base_and_log, tmp_path):
+    base, log = base_and_log
+    task = TaskSpec(name="follow_video", label="follow_video", sources=("ads",))
+    overrides = {"train": {"max_epochs": 1, "patience": 1}, "optim": {"lr": 1e-12, "warmup_steps": 0}}
+    tuned = finetune(base, log, tmp_path / "tuned", task, freeze_encoder=True, init_from="follow",
+                     overrides=overrides)
+    for a, b in zip(tuned.model.towers["follow_video"].parameters(), base.model.towers["follow"].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_unfrozen_finetune_trains_everything(base_and_log, tmp_path):
+    base, log = base_and_log
+    task = TaskSpec(name="follow_video", label="follow_video", sources=("ads",))
+    tuned = finetune(base, log, tmp_path / "tuned", task)
+    changed = [not torch.equal(a, b) for a, b in zip(tuned.model.embedder.parameters(), base.model.embedder.parameters())]
+    assert any(changed)
+
+
+def test_errors_name_the_problem(base_and_log, tmp_path):
+    base, log = base_and_log
+    with pytest.raises(UnitargetError, match="already has a task"):
+        finetune(base, log, tmp_path / "x", TaskSpec(name="click", label="click", sources=("ads",)))
+    with pytest.raises(UnitargetError, match="init-from"):
+        finetune(base, log, tmp_path / "x", TaskSpec(name="n", label="follow", sources=("ads",)), init_from="nope")
+    missing = TaskSpec(name="n", label="no_such_column", sources=("ads",))
+    with pytest.raises(UnitargetError, match="no_such_column"):
+        finetune(base, log, tmp_path / "x", missing)
