@@ -42,6 +42,8 @@ def reproduce(
     *,
     presets: Sequence[str] = TABLE1_ORDER,
     diagnostics: dict[str, tuple[str, dict]] = DIAGNOSTICS,
+    full: bool = False,
+    seeds: int = 3,
     hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
@@ -70,6 +72,7 @@ def reproduce(
         training[name] = json.loads((run_dir / TRAINING_FILE).read_text())
         atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
 
+    extra_sections = _full_study(train_rows, test_rows, out, config, seeds, hooks_for, log) if full else []
     facts = ReproductionFacts(
         params=params,
         results={k: v for k, v in results.items() if k not in diagnostics},
@@ -84,5 +87,20 @@ def reproduce(
                 f"({torch.get_num_threads()} threads)",
     )
     report = out / REPORT_FILE
-    atomic_write_text(report, render_report(facts, out))
+    atomic_write_text(report, render_report(facts, out, extra_sections))
     return report
+
+
+def _full_study(train_rows, test_rows, out: Path, config: Config, seeds: int,
+                hooks_for: Callable[[str], TrainingHooks], log: Callable[[str], None]) -> list[str]:
+    """``--full``: every ablation with ``seeds`` seeds, then the new-objective learning curve."""
+    from unitarget.reports.ablation import write_ablation_report
+    from unitarget.reports.new_objective import new_objective_section
+    from unitarget.studies.ablation import paper_variants, run_ablation
+    from unitarget.studies.new_objective import run_new_objective_study
+
+    runs = run_ablation(train_rows, test_rows, out / "ablation", config, variants=paper_variants(),
+                        seeds=range(seeds), hooks_for=hooks_for, log=log)
+    curve = run_new_objective_study(train_rows, test_rows, out / "new_objective", config, log=log)
+    return [write_ablation_report(runs, out, heading="## Ablations (all switches, several seeds)"),
+            new_objective_section(curve, out)]

@@ -26,7 +26,7 @@ _TIERS = np.arange(N_TIERS)
 _NOTE = {"ha": "center", "va": "bottom", "rotation": 90, "fontsize": 8, "color": "0.35"}
 
 
-def _figure() -> tuple[Figure, Axes]:
+def figure() -> tuple[Figure, Axes]:
     fig = Figure(figsize=(12, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()
@@ -48,7 +48,7 @@ def save_png(fig: Figure, path: Path, dpi: int = 150) -> None:
         raise
 
 
-def _tier_axis(ax: Axes, title: str, ylabel: str) -> None:
+def tier_axis(ax: Axes, title: str, ylabel: str) -> None:
     """Tier ticks "0\\n≥1M" … "7\\n0 streams", the shaded less-streamed band, labels and legend."""
     ax.axvspan(LESS_STREAMED_MIN_TIER - 0.5, N_TIERS - 0.5, color="0.94", zorder=0,
                label="less-streamed creators")
@@ -79,7 +79,7 @@ def tier_ap_chart(
     labels = labels or {}
     names = list(results)
     ap = np.vstack([results[name].tier_values(target) for name in names])  # (setups, tiers)
-    fig, ax = _figure()
+    fig, ax = figure()
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         xs = _TIERS + (i - (len(names) - 1) / 2) * width
@@ -96,7 +96,7 @@ def tier_ap_chart(
         ax.hlines(oracle[ok], _TIERS[ok] - 0.42, _TIERS[ok] + 0.42, colors="black",
                   linestyles="dashed", label="oracle AP (true probabilities)")
     ax.set_ylim(bottom=0)
-    _tier_axis(ax, title, "average precision")
+    tier_axis(ax, title, "average precision")
     save_png(fig, path)
 
 
@@ -122,7 +122,7 @@ def tier_relative_gain_chart(
     labels = labels or {}
     base = results[baseline].tier_values(target)
     base_all = results[baseline].ap(target)
-    fig, ax = _figure()
+    fig, ax = figure()
     undefined = np.ones(N_TIERS, dtype=bool)
     with np.errstate(divide="ignore", invalid="ignore"):
         for name in others:
@@ -137,5 +137,5 @@ def tier_relative_gain_chart(
         ax.text(t, 0, "n/a", **_NOTE)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
-    _tier_axis(ax, title, f"AP change vs {labels.get(baseline, baseline)}")
+    tier_axis(ax, title, f"AP change vs {labels.get(baseline, baseline)}")
     save_png(fig, path)

@@ -8,6 +8,7 @@ paper's own numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ class ReproductionFacts:
     charts: dict[str, str] = field(default_factory=dict)
 
 
-def render_report(facts: ReproductionFacts, out_dir: Path) -> str:
+def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Sequence[str] = ()) -> str:
     labels = {key: display_name(key) for key in facts.results}
     charts = _write_charts(facts, out_dir, labels)
     sections = [
@@ -66,6 +67,7 @@ def render_report(facts: ReproductionFacts, out_dir: Path) -> str:
         _tier_gain_line(facts),
         "## Training",
         _training_table(facts, labels),
+        *extra_sections,
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 

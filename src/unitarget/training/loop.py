@@ -106,7 +106,7 @@ def fit(
         train_seconds = time.perf_counter() - started
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)
-        improved = score > state.best_score
+        improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
         if improved:
             state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
             checkpoint.save({"model": model.state_dict()}, run_dir / BEST_WEIGHTS_FILE)

@@ -1,0 +1,211 @@
+"""The paper's ablations (issue 3): every switch of the unified model, each over several seeds.
+
+Every variant is the ``unified`` preset (or another Table 1 preset) plus configuration overrides,
+trained on the same older days and evaluated on the same newest days. Results are relative AP
+changes against ``promo-baseline`` trained with the same seed, summarised as mean ± standard
+deviation over seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from unitarget import contract
+from unitarget.config import Config, merge
+from unitarget.contract import Group
+from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult, average_precision
+from unitarget.pipeline import TrainedModel, train
+from unitarget.presets import BASELINE_PRESET, TABLE1_ORDER, apply_preset, display_name
+from unitarget.training.loop import SilentHooks, TrainingHooks
+
+#: Ads AP on ad impressions of shows with little ad history but some promotion history in the
+#: training days: the slice the paper's cold-start story rests on.
+COLD_AD_SLICE = "ads_stream_cold_ad_history"
+#: "Little ad history": fewer ad impressions than this in the training days.
+COLD_AD_HISTORY_MAX = 50
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    display: str
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, base: Config, seed: int) -> Config:
+        return merge(merge(apply_preset(base, self.preset), self.overrides), {"train": {"seed": seed}})
+
+
+def _unified_tasks(promo_sources: list[str], ad_sources: list[str]) -> list[dict[str, Any]]:
+    both = [contract.ADS, contract.PROMOTIONS]
+    return [
+        {"name": "promo_stream", "label": "stream", "sources": promo_sources},
+        {"name": "ad_stream", "label": "stream", "sources": ad_sources},
+        *({"name": t, "label": t, "sources": both} for t in ("click", "like", "follow")),
+    ]
+
+
+def paper_variants() -> list[Variant]:
+    """Table 1's presets, the unified model's switches, feature-group removals, loss balancers."""
+    both = [contract.ADS, contract.PROMOTIONS]
+    variants = [Variant(p, display_name(p), p) for p in TABLE1_ORDER]
+    variants += [
+        Variant("no-mask", "unified, no directional mask (ads also update promo_stream)", "unified",
+                {"tasks": _unified_tasks(both, both)}),
+        Variant("mask-reversed", "unified, mask reversed (ads update promotions, not the reverse)", "unified",
+                {"tasks": _unified_tasks(both, [contract.ADS])}),
+        Variant("natural-mix", "unified, natural batch mix (no source balancing)", "unified",
+                {"sampling": {"balanced": False}}),
+    ]
+    variants += [
+        Variant(f"without-{g.value}", f"unified without the {g.value} features", "unified",
+                {"features": {"drop_groups": [g.value]}})
+        for g in Group
+    ]
+    variants += [
+        Variant(f"loss-{m}", f"unified, {label}", "unified", {"loss": {"method": m}})
+        for m, label in (("uncertainty", "uncertainty weighting"), ("gradnorm", "GradNorm"), ("pcgrad", "PCGrad"))
+    ]
+    return variants
+
+
+@dataclass
+class AblationRun:
+    variant: Variant
+    seed: int
+    result: EvaluationResult
+    cold_slice_ap: float
+    seconds: float
+
+
+def cold_ad_history_mask(train_rows: pa.Table, test_rows: pa.Table) -> np.ndarray:
+    """Test ad impressions whose show had < COLD_AD_HISTORY_MAX ad and ≥ 1 promotion impressions
+    in the training days."""
+    counts = (
+        pa.table({"show": train_rows.column(contract.SHOW_ID).cast(pa.string()),
+                  "ad": pc.equal(train_rows.column(contract.SOURCE).cast(pa.string()), contract.ADS).cast(pa.int64())})
+        .group_by("show").aggregate([("ad", "sum"), ("ad", "count")])
+    )
+    ads, total = counts.column("ad_sum").to_numpy(), counts.column("ad_count").to_numpy()
+    cold_shows = pc.filter(counts.column("show"), pa.array((ads < COLD_AD_HISTORY_MAX) & (total > ads)))
+    is_ad = pc.equal(test_rows.column(contract.SOURCE).cast(pa.string()), contract.ADS)
+    in_cold = pc.is_in(test_rows.column(contract.SHOW_ID).cast(pa.string()), value_set=cold_shows)
+    return pc.and_(is_ad, in_cold).to_numpy(zero_copy_only=False)
+
+
+def run_ablation(
+    train_rows: pa.Table,
+    test_rows: pa.Table,
+    out_dir: Path,
+    config: Config,
+    *,
+    variants: Sequence[Variant],
+    seeds: Sequence[int],
+    hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
+    log: Callable[[str], None] = lambda _: None,
+) -> list[AblationRun]:
+    import time
+
+    cold = cold_ad_history_mask(train_rows, test_rows)
+    stream = test_rows.column(contract.REQUIRED_LABEL).cast(pa.float64()).to_numpy(zero_copy_only=False)
+    runs = []
+    for seed in seeds:
+        for variant in variants:
+            started = time.perf_counter()
+            log(f"seed {seed}: training {variant.name}")
+            trained = train(train_rows, out_dir / "runs" / f"{variant.name}-seed{seed}",
+                            variant.config(config, seed), hooks=hooks_for(f"{variant.name} s{seed}"))
+            result = trained.evaluate(test_rows)
+            runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold, stream),
+                                    time.perf_counter() - started))
+    return runs
+
+
+def _slice_ap(trained: TrainedModel, test_rows: pa.Table, rows: np.ndarray, stream: np.ndarray) -> float:
+    task = trained.config.stream_task(contract.ADS)
+    probs = trained.probabilities(test_rows.filter(pa.array(rows)))[:, trained.model.task_names.index(task)]
+    labels = stream[rows]
+    observed = ~np.isnan(labels)
+    return average_precision(labels[observed], probs[observed])
+
+
+#: (column key, target, segment) summarised per variant.
+SUMMARY_TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("Promotions AP", PROMOTIONS_STREAM, "all"),
+    ("Ads AP", ADS_STREAM, "all"),
+    ("Ads AP, less-streamed", ADS_STREAM, LESS_STREAMED),
+    ("Ads AP, cold ad history", COLD_AD_SLICE, "all"),
+    ("click AP", "click", "all"),
+    ("like AP", "like", "all"),
+    ("follow AP", "follow", "all"),
+)
+
+
+def run_ap(run: AblationRun, target: str, segment: str) -> float:
+    if target == COLD_AD_SLICE:
+        return run.cold_slice_ap
+    return run.result.ap(target, segment) if target in run.result.targets else float("nan")
+
+
+def summarise(runs: Sequence[AblationRun]) -> list[dict[str, Any]]:
+    """One row per (variant, column): mean and std over seeds of AP and of its relative change
+    against the same seed's promotions baseline."""
+    baseline = {r.seed: r for r in runs if r.variant.name == BASELINE_PRESET}
+    rows = []
+    for name in dict.fromkeys(r.variant.name for r in runs):
+        mine = [r for r in runs if r.variant.name == name]
+        variant = mine[0].variant
+        for column, target, segment in SUMMARY_TARGETS:
+            aps = np.array([run_ap(r, target, segment) for r in mine])
+            bases = np.array([run_ap(baseline[r.seed], target, segment) if r.seed in baseline else np.nan for r in mine])
+            changes = (aps - bases) / bases
+            rows.append({
+                "variant": variant.name, "display": variant.display, "column": column,
+                "ap_mean": float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan"),
+                "change_mean": float(np.nanmean(changes)) if np.isfinite(changes).any() else float("nan"),
+                "change_std": float(np.nanstd(changes, ddof=1)) if np.isfinite(changes).sum() > 1 else float("nan"),
+                "seeds": int(np.isfinite(aps).sum()),
+            })
+    return rows
+
+
+def run_paper_study(
+    data: str | Path | pa.Table,
+    out_dir: Path,
+    config: Config,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    variants: Sequence[Variant] | None = None,
+    learning_curve: bool = True,
+    hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
+    log: Callable[[str], None] = lambda _: None,
+) -> Path:
+    """Hold out the newest ``evaluation.test_days``, run every variant with every seed (and the
+    new-objective learning curve), and write ``ABLATION.md`` with tables and charts into ``out_dir``."""
+    from unitarget.data.split import split_newest_days
+    from unitarget.io import atomic_write_text
+    from unitarget.pipeline import load_log
+    from unitarget.reports.ablation import write_ablation_report
+
+    out_dir = Path(out_dir)
+    table = load_log(data, config)
+    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
+    runs = run_ablation(train_rows, test_rows, out_dir, config, variants=variants or paper_variants(),
+                        seeds=seeds, hooks_for=hooks_for, log=log)
+    sections = [write_ablation_report(runs, out_dir, heading="# Ablations of the unified model (WSDM 2026, section 4)")]
+    if learning_curve:
+        from unitarget.reports.new_objective import new_objective_section
+        from unitarget.studies.new_objective import run_new_objective_study
+
+        curve = run_new_objective_study(train_rows, test_rows, out_dir / "new_objective", config, log=log)
+        sections.append(new_objective_section(curve, out_dir))
+    report = out_dir / "ABLATION.md"
+    atomic_write_text(report, "\n\n".join(sections) + "\n")
+    return report

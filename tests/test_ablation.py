@@ -1,0 +1,95 @@
+"""Each ablation switch really changes what the model sees."""
+
+import pytest
+import torch
+
+from unitarget.config import Config, ModelConfig
+from unitarget.contract import Group
+from unitarget.data.features import FeatureEncoder
+from unitarget.models import build_model
+from unitarget.pipeline import _sampler
+from unitarget.studies.ablation import cold_ad_history_mask, paper_variants
+from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
+from unitarget.training.tasks import TaskSet
+from tests.helpers import tiny_batch, tiny_layout
+
+ADS, PROMOS = 0, 1
+VARIANTS = {v.name: v for v in paper_variants()}
+
+
+def _tower_grads(config: Config, source_rows: list[int]) -> dict[str, float]:
+    torch.manual_seed(0)
+    layout = tiny_layout()
+    tasks = TaskSet(config.tasks, config.sources)
+    model = build_model(ModelConfig(hidden=(8,), tower_hidden=(4,)), layout, tasks.names)
+    batch = tiny_batch(layout, source_rows, n_labels=len(tasks.labels))
+    tasks.losses(model(batch), batch).sum().backward()
+    return {name: sum(float(p.grad.abs().sum()) for p in tower.parameters()) for name, tower in model.towers.items()}
+
+
+def test_reversed_mask_makes_gradients_flow_the_other_way():
+    config = VARIANTS["mask-reversed"].config(Config(), seed=0)
+    from_ads = _tower_grads(config, [ADS] * 4)
+    from_promos = _tower_grads(config, [PROMOS] * 4)
+    assert from_ads["promo_stream"] > 0 and from_ads["ad_stream"] > 0
+    assert from_promos["ad_stream"] == 0 and from_promos["promo_stream"] > 0
+
+
+def test_without_the_mask_ads_update_the_promotion_tower():
+    config = VARIANTS["no-mask"].config(Config(), seed=0)
+    assert _tower_grads(config, [ADS] * 4)["promo_stream"] > 0
+    unified = VARIANTS["unified"].config(Config(), seed=0)
+    assert _tower_grads(unified, [ADS] * 4)["promo_stream"] == 0
+
+
+def test_natural_mix_switches_the_sampler(tiny_log):
+    for name, expected in (("natural-mix", NaturalSampler), ("unified", SourceBalancedSampler)):
+        config = VARIANTS[name].config(Config(), seed=0)
+        tasks = TaskSet(config.tasks, config.sources)
+        batch = FeatureEncoder(config.features, config.sources, tasks.labels).fit(tiny_log).transform(tiny_log)
+        assert isinstance(_sampler(batch, config), expected)
+
+
+@pytest.mark.parametrize("group", list(Group))
+def test_a_removed_group_is_absent_from_the_encoder_input(group, tiny_log):
+    config = VARIANTS[f"without-{group.value}"].config(Config(), seed=0)
+    tasks = TaskSet(config.tasks, config.sources)
+    layout = FeatureEncoder(config.features, config.sources, tasks.labels).fit(tiny_log).layout_
+    assert group.value not in layout.groups.values()
+    assert len(set(layout.groups.values())) == 3
+
+
+def test_seed_reaches_the_training_config():
+    assert VARIANTS["loss-pcgrad"].config(Config(), seed=4).train.seed == 4
+    assert VARIANTS["loss-pcgrad"].config(Config(), seed=4).loss.method == "pcgrad"
+
+
+def test_cold_ad_history_slice_selects_ads_of_shows_promoted_but_rarely_advertised(tiny_log):
+    from unitarget.data.split import split_newest_days
+
+    train_rows, test_rows = split_newest_days(tiny_log, 5, purpose="test")
+    mask = cold_ad_history_mask(train_rows, test_rows)
+    sources = test_rows.column("source").to_numpy(zero_copy_only=False)
+    assert mask.any() and (sources[mask] == "ads").all()
+
+
+def test_study_writes_tables_charts_and_the_learning_curve(tiny_log, tmp_path, fast_config):
+    from unitarget.data.split import split_newest_days
+    from unitarget.reports.ablation import write_ablation_report
+    from unitarget.reports.new_objective import new_objective_section
+    from unitarget.studies.ablation import run_ablation
+    from unitarget.studies.new_objective import run_new_objective_study
+
+    config = fast_config.model_copy(update={"train": fast_config.train.model_copy(update={"max_epochs": 1})})
+    train_rows, test_rows = split_newest_days(tiny_log, 4, purpose="test")
+    chosen = [VARIANTS[n] for n in ("promo-baseline", "unified", "ads-stream-only")]
+    runs = run_ablation(train_rows, test_rows, tmp_path, config, variants=chosen, seeds=[0, 1])
+    text = write_ablation_report(runs, tmp_path, heading="# test")
+    assert "± " in text and "Promo + Ads 5-task MTL" in text
+    for name in ("ablation.png", "ablation_tiers.png", "ablation.csv"):
+        assert (tmp_path / name).stat().st_size > 0
+    curve = run_new_objective_study(train_rows, test_rows, tmp_path / "curve", config, fractions=(0.5, 1.0))
+    methods = {p.method for p in curve.points}
+    assert methods == {"zero-shot", "fine-tune, frozen encoder", "fine-tune, all layers", "from scratch"}
+    assert set(curve.old_heads_after) == {"promotions_stream", "ads_stream"}
+    assert "learning_curve.png" in new_objective_section(curve, tmp_path)
