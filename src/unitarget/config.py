@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -20,17 +20,29 @@ from unitarget.contract import Group, Kind
 from unitarget.errors import ConfigError
 
 
+#: The contract's ad formats as a type, so a misspelt format fails validation naming the field.
+AdFormat = Literal["audio", "video", "display"]
+assert get_args(AdFormat) == contract.AD_FORMATS
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TaskSpec(_Strict):
-    """One objective: a label column and the sources whose impressions may update it (m(s, t))."""
+    """One objective: a label column and the sources whose impressions may update it (m(s, t)).
+
+    ``formats`` is CAMoE's adaptive loss mask: when set, only impressions whose ``format`` is one
+    of them update the task (click_audio learns from audio ads only); ``None`` = every format.
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     label: str
     sources: tuple[str, ...] = Field(min_length=1)
     weight: float = Field(default=1.0, ge=0.0, description="λ_t in the paper's loss")
+    formats: tuple[AdFormat, ...] | None = Field(
+        None, min_length=1, description="ad formats whose impressions may update this task; None = all"
+    )
 
 
 DEFAULT_TASKS: tuple[TaskSpec, ...] = (
@@ -63,13 +75,48 @@ class FeaturesConfig(_Strict):
     bag_max_len: int = Field(20, ge=1, description="list columns keep their first N items")
 
 
+class CrossConfig(_Strict):
+    """DCN-v2 cross layers on the embedded input, before the encoder (Wang et al. 2021)."""
+
+    layers: int = Field(0, ge=0, description="number of cross layers; 0 = none")
+    rank: int | None = Field(None, ge=1, description="low-rank W = U Vᵀ of this rank; None = full-rank W")
+
+
+class ExpertsConfig(_Strict):
+    """Mixture-of-experts encoders (mmoe, ple, camoe); shared_bottom ignores this section."""
+
+    hidden: tuple[int, ...] = Field((128, 64), min_length=1, description="each expert's MLP")
+    shared: int = Field(4, ge=0, description="experts every task's gate may read")
+    specific: int = Field(1, ge=0, description="experts owned by each task (ple) or modality group (camoe)")
+    levels: int = Field(1, ge=1, description="extraction levels of ple and camoe (1 = CGC; PLE proper: 2 or more)")
+    modality: dict[AdFormat, str] = Field(
+        default_factory=lambda: {"audio": "audio", "video": "visual", "display": "visual"},
+        description="camoe: ad format -> modality group of the tasks restricted to that format",
+    )
+    groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="camoe: modality group -> task names; empty = derive from the tasks' formats",
+    )
+
+
 class ModelConfig(_Strict):
-    encoder: Literal["shared_bottom"] = "shared_bottom"
+    encoder: Literal["shared_bottom", "mmoe", "ple", "camoe"] = "shared_bottom"
     embedding_dim: int = Field(16, ge=1)
     hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
     tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = True
+    experts: ExpertsConfig = ExpertsConfig()
+    cross: CrossConfig = CrossConfig()
+
+    @model_validator(mode="after")
+    def _experts_exist(self) -> "ModelConfig":
+        e = self.experts
+        if self.encoder == "mmoe" and e.shared < 1:
+            raise ValueError("encoder mmoe needs experts.shared >= 1")
+        if self.encoder in ("ple", "camoe") and e.shared + e.specific < 1:
+            raise ValueError(f"encoder {self.encoder} needs experts.shared + experts.specific >= 1")
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -118,6 +165,43 @@ class EvaluationConfig(_Strict):
     )
 
 
+class SimulateConfig(_Strict):
+    """The online budget-split A/B simulation (``unitarget simulate``, simulation/).
+
+    Markets are independent replications (own users and campaigns) that give the confidence
+    intervals; every arm replays the same opportunity stream with its share of each budget.
+    """
+
+    markets: int = Field(20, ge=1, description="independent user groups with their own campaigns")
+    days: int = Field(7, ge=1, description="newest days of the world simulated (reproduce: the test days)")
+    opportunities_per_day: int = Field(60_000, ge=1, description="ad opportunities per day, all markets")
+    candidates: int = Field(8, ge=1, description="creatives retrieved per opportunity, scored by each arm")
+    budget_to_supply: float = Field(
+        1.0, gt=0, description="impressions the full budgets would buy / opportunities in the stream"
+    )
+    budget_share: float = Field(0.5, gt=0, le=1, description="share of every campaign's budget each arm gets")
+    cpm: float = Field(10.0, gt=0, description="median price per 1,000 impressions")
+    cpm_sd: float = Field(0.3, ge=0, description="log-normal spread of campaign prices")
+    objective: dict[str, float] = Field(
+        default_factory=lambda: {contract.REQUIRED_LABEL: 1.0},
+        description="label -> weight of its predicted probability in a candidate's value",
+    )
+    value_per_cost: bool = Field(True, description="rank candidates by value / price instead of value")
+    bootstrap: int = Field(2_000, ge=1, description="market bootstrap resamples for the intervals")
+    permutations: int = Field(2_000, ge=1, description="sign flips of arms within markets for the p-values")
+    score_rows: int = Field(131_072, ge=1, description="opportunity x candidate rows per model call")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _objective_is_valid(self) -> "SimulateConfig":
+        unknown = set(self.objective) - set(contract.LABELS)
+        if unknown:
+            raise ValueError(f"simulate.objective names unknown labels {sorted(unknown)}; use {contract.LABELS}")
+        if any(w < 0 for w in self.objective.values()) or not any(w > 0 for w in self.objective.values()):
+            raise ValueError("simulate.objective needs non-negative weights, at least one positive")
+        return self
+
+
 class Config(_Strict):
     sources: tuple[str, ...] = contract.DEFAULT_SOURCES
     tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS
@@ -128,6 +212,7 @@ class Config(_Strict):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    simulate: SimulateConfig = SimulateConfig()
 
     @model_validator(mode="after")
     def _tasks_are_consistent(self) -> "Config":
@@ -145,7 +230,33 @@ class Config(_Strict):
         unknown_ratio = set(self.sampling.ratios) - set(self.sources)
         if unknown_ratio:
             raise ValueError(f"sampling.ratios names undeclared sources {sorted(unknown_ratio)}")
+        grouped = [name for members in self.model.experts.groups.values() for name in members]
+        if set(grouped) - set(names):
+            raise ValueError(f"model.experts.groups names unknown tasks {sorted(set(grouped) - set(names))}")
+        if len(set(grouped)) != len(grouped):
+            raise ValueError("model.experts.groups puts a task in more than one group")
+        group_names = set(self.model.experts.groups) | set(self.model.experts.modality.values())
+        if any(not g or g.startswith("_") for g in group_names):
+            raise ValueError("modality group names must be non-empty and not start with '_'")
+        if self.model.encoder == "camoe" and self.model.experts.shared == 0:
+            alone = [n for n in names if n not in self.task_groups()]
+            if alone:
+                raise ValueError(f"tasks {alone} belong to no modality group and camoe has no shared experts")
         return self
+
+    def task_groups(self) -> dict[str, str]:
+        """Task -> modality group for camoe: ``model.experts.groups`` if given, else each task whose
+        formats all map to one group (``model.experts.modality``) joins it. Tasks absent from the
+        result belong to no group and read the shared experts only."""
+        explicit = self.model.experts.groups
+        if explicit:
+            return {task: group for group, members in explicit.items() for task in members}
+        groups = {}
+        for task in self.tasks:
+            found = {self.model.experts.modality.get(f) for f in task.formats or ()}
+            if len(found) == 1 and None not in found:
+                groups[task.name] = found.pop()
+        return groups
 
     @property
     def training_sources(self) -> tuple[str, ...]:
@@ -255,4 +366,4 @@ def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
 
 
 #: Mappings that an override replaces rather than merges into (a preset's ratios or task map).
-_REPLACED_WHOLE = frozenset({"ratios", "stream_task_for", "hash_buckets"})
+_REPLACED_WHOLE = frozenset({"ratios", "stream_task_for", "hash_buckets", "objective"})

@@ -21,6 +21,9 @@ SHOW_ID: Final = "show_id"
 SHOW_STREAMS_30D: Final = "show_streams_30d"
 FORMAT: Final = "format"
 
+#: Ad formats of the ``format`` column; a task may learn from some of them only (``TaskSpec.formats``).
+AD_FORMATS: Final = ("audio", "video", "display")
+
 ADS: Final = "ads"
 PROMOTIONS: Final = "promotions"
 DEFAULT_SOURCES: Final = (ADS, PROMOTIONS)

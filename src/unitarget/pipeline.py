@@ -137,7 +137,7 @@ def load_model(run_dir: str | Path) -> TrainedModel:
             raise UnitargetError(f"{run_dir} is not a trained unitarget run: {name} is missing")
     config = config_from_mapping(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
     encoder = FeatureEncoder.from_dict(json.loads((run_dir / ENCODER_FILE).read_text()))
-    model = build_model(config.model, encoder.layout_, [t.name for t in config.tasks])
+    model = build_model(config.model, encoder.layout_, [t.name for t in config.tasks], config.task_groups())
     weights = checkpoint.load(run_dir / BEST_WEIGHTS_FILE)
     try:
         model.load_state_dict(weights["model"])
@@ -161,7 +161,7 @@ def train(
     tasks = TaskSet(config.tasks, config.sources)
     encoder = FeatureEncoder(config.features, config.sources, tasks.labels).fit(fit_rows)
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, encoder.layout_, tasks.names)
+    model = build_model(config.model, encoder.layout_, tasks.names, config.task_groups())
     return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
                               start_at_rate=tasks.names, resume=resume, hooks=hooks, started=started)
 
@@ -196,7 +196,7 @@ def finetune(
     fit_rows, valid_rows = _split_training_log(data, config)
     names = [t.name for t in config.tasks]
     torch.manual_seed(config.train.seed)
-    model = build_model(config.model, base.encoder.layout_, names)
+    model = build_model(config.model, base.encoder.layout_, names, config.task_groups())
     model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
     if init_from is not None:
         model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())

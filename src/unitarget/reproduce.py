@@ -2,7 +2,8 @@
 
 Generate the world -> hold out the newest days as the test split -> train each Table 1 setup on the
 same older days (each holds out its own newest days for early stopping) -> evaluate all setups on
-the same test rows -> write ``REPORT.md`` with the figures measured in this run.
+the same test rows -> simulate the online A/B test (Table 2) on the test days -> write ``REPORT.md``
+with the figures measured in this run.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ def reproduce(
         training[name] = json.loads((run_dir / TRAINING_FILE).read_text())
         atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
 
+    ab = None
+    if {BASELINE_PRESET, "unified"} <= set(setups):  # the paper's online test: Table 2
+        from unitarget.simulation.paper import run_paper_ab
+
+        log(f"simulating the online budget-split A/B test: {BASELINE_PRESET} vs unified, oracle, random")
+        ab = run_paper_ab(out, out / "runs" / BASELINE_PRESET, out / "runs" / "unified", config.simulate, log=log)
+
     extra_sections = _full_study(train_rows, test_rows, out, config, seeds, hooks_for, log) if full else []
     facts = ReproductionFacts(
         params=params,
@@ -81,6 +89,7 @@ def reproduce(
         baseline=BASELINE_PRESET,
         train_rows=train_rows,
         test_rows=test_rows,
+        ab=ab,
         synth_seconds=synth_seconds,
         total_seconds=time.perf_counter() - started,
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "

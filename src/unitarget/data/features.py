@@ -164,6 +164,7 @@ class FeatureEncoder:
             label_mask=torch.from_numpy(mask),
             source=torch.from_numpy(pc.fill_null(source, 0).to_numpy().astype(np.int64)),
             tier=torch.from_numpy(self.tier_map_.tiers(table).astype(np.int64)),
+            format=torch.from_numpy(_format_index(table)),
         )
 
     def _encode_bag(self, values: pa.ChunkedArray, name: str, length: int) -> np.ndarray:
@@ -244,6 +245,15 @@ def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     if name == contract.WEEKDAY:
         return pc.day_of_week(table.column(contract.TS)).cast(pa.string())
     return table.column(name)
+
+
+def _format_index(table: pa.Table) -> np.ndarray:
+    """(N,) index of each row's format in ``contract.AD_FORMATS``; null, other or absent -> len."""
+    other = len(contract.AD_FORMATS)
+    if contract.FORMAT not in table.column_names:
+        return np.full(table.num_rows, other, dtype=np.int64)
+    index = pc.index_in(as_string(table.column(contract.FORMAT)), value_set=pa.array(contract.AD_FORMATS))
+    return pc.fill_null(index, other).to_numpy().astype(np.int64)
 
 
 def _log1p(values: pa.ChunkedArray) -> np.ndarray:

@@ -1,8 +1,13 @@
-"""The unified multi-task model: p_t(x) = σ(g_ψt(h_φ(x))) — this module returns the logits."""
+"""The unified multi-task model: p_t(x) = σ(g_ψt(h_φ(c(x)))) — this module returns the logits.
+
+embedder -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
+one tower g_ψt per task. ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
+literal dict; a variant swaps one argument.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -11,18 +16,22 @@ from unitarget.config import ModelConfig
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureLayout
 from unitarget.models.embeddings import FeatureEmbedder
+from unitarget.models.cross import CrossNetwork
 from unitarget.models.encoders import SharedBottom
+from unitarget.models.experts import GatedExperts, camoe, mmoe, ple
 from unitarget.models.towers import Tower
 
 
 class MultiTaskModel(nn.Module):
-    """embedder -> encoder -> one tower per task; ``forward`` gives logits (B, T) in task order."""
+    """embedder -> cross -> encoder -> one tower per task; ``forward`` gives logits (B, T) in task order."""
 
     def __init__(
-        self, embedder: FeatureEmbedder, encoder: nn.Module, towers: dict[str, Tower]
+        self, embedder: FeatureEmbedder, encoder: nn.Module, towers: dict[str, Tower],
+        cross: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.embedder = embedder
+        self.cross = cross if cross is not None else nn.Identity()  # no parameters: same state_dict
         self.encoder = encoder
         self.towers = nn.ModuleDict(towers)
         self.frozen = False
@@ -32,10 +41,22 @@ class MultiTaskModel(nn.Module):
         return list(self.towers.keys())
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        x = self.embedder(batch.ids, batch.dense)  # (B, F)
+        x = self.cross(self.embedder(batch.ids, batch.dense))  # (B, F)
         z = self.encoder(x)  # (B, H) shared, or T × (B, H)
         per_task = [z] * len(self.towers) if isinstance(z, torch.Tensor) else z
         return torch.stack([tower(z) for tower, z in zip(self.towers.values(), per_task)], dim=1)
+
+    def forward_tasks(self, batch: Batch, tasks: Sequence[int]) -> torch.Tensor:
+        """Logits (B, len(tasks)) of the given tasks only: a mixture-of-experts encoder then skips
+        the experts none of them reads (inference-time expert masking, for serving one format)."""
+        x = self.cross(self.embedder(batch.ids, batch.dense))  # (B, F)
+        if isinstance(self.encoder, GatedExperts):
+            per_task = self.encoder(x, tasks)
+        else:
+            z = self.encoder(x)
+            per_task = [z] * len(tasks) if isinstance(z, torch.Tensor) else [z[i] for i in tasks]
+        towers = list(self.towers.values())
+        return torch.stack([towers[i](z) for i, z in zip(tasks, per_task)], dim=1)
 
     def freeze(self, except_towers: Sequence[str]) -> None:
         """Stop every parameter but those of ``except_towers`` from learning. Frozen batch-norm
@@ -49,18 +70,39 @@ class MultiTaskModel(nn.Module):
         super().train(mode)
         if self.frozen:
             self.embedder.eval()
+            self.cross.eval()
             self.encoder.eval()
         return self
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's loss reaches: what gradient-balancing methods operate on."""
-        return [p for p in (*self.embedder.parameters(), *self.encoder.parameters()) if p.requires_grad]
+        shared = (*self.embedder.parameters(), *self.cross.parameters(), *self.encoder.parameters())
+        return [p for p in shared if p.requires_grad]
 
 
-def build_model(config: ModelConfig, layout: FeatureLayout, tasks: Sequence[str]) -> MultiTaskModel:
+def _encoder(config: ModelConfig, input_dim: int, tasks: Sequence[str], groups: Mapping[str, str]) -> nn.Module:
+    """The encoder named by ``config.encoder``."""
+    e, common = config.experts, {"batch_norm": config.batch_norm, "dropout": config.dropout}
+    encoders: dict[str, Callable[[], nn.Module]] = {
+        "shared_bottom": lambda: SharedBottom(input_dim, config.hidden, **common),
+        "mmoe": lambda: mmoe(input_dim, tasks, experts=e.shared, hidden=e.hidden, **common),
+        "ple": lambda: ple(input_dim, tasks, shared=e.shared, specific=e.specific, levels=e.levels,
+                           hidden=e.hidden, **common),
+        "camoe": lambda: camoe(input_dim, tasks, groups, shared=e.shared, specific=e.specific,
+                               levels=e.levels, hidden=e.hidden, **common),
+    }
+    return encoders[config.encoder]()
+
+
+def build_model(
+    config: ModelConfig, layout: FeatureLayout, tasks: Sequence[str], groups: Mapping[str, str] | None = None
+) -> MultiTaskModel:
+    """Compose the model ``config`` describes for ``tasks``; ``groups`` (task -> modality group,
+    ``Config.task_groups()``) is read by the camoe encoder only."""
     embedder = FeatureEmbedder(layout, config.embedding_dim)
-    encoder = SharedBottom(
-        embedder.output_dim, config.hidden, batch_norm=config.batch_norm, dropout=config.dropout
-    )
+    cross = None
+    if config.cross.layers > 0:
+        cross = CrossNetwork(embedder.output_dim, config.cross.layers, config.cross.rank)
+    encoder = _encoder(config, embedder.output_dim, tasks, groups or {})
     towers = {name: Tower(encoder.output_dim, config.tower_hidden, config.dropout) for name in tasks}
-    return MultiTaskModel(embedder, encoder, towers)
+    return MultiTaskModel(embedder, encoder, towers, cross)

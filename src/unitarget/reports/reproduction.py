@@ -39,6 +39,7 @@ class ReproductionFacts:
     machine: str
     diagnostics: dict[str, EvaluationResult] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
+    ab: Any = None  # simulation.SimulationResult of the online A/B test (Table 2), if it ran
 
 
 def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Sequence[str] = ()) -> str:
@@ -65,6 +66,7 @@ def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Seque
         *(f"![{caption}]({name})" for name, caption in charts.items()),
         _segment_table(facts, labels),
         _tier_gain_line(facts),
+        _ab_section(facts),
         "## Training",
         _training_table(facts, labels),
         *extra_sections,
@@ -211,6 +213,15 @@ def _tier_gain_line(facts: ReproductionFacts) -> str:
                f"is not monotone in tier; its linear trend is {format_relative(trend)} per tier "
                f"({'rising' if trend > 0 else 'falling'} as popularity falls)")
     return f"Relative Ads AP gain of the unified model over the baseline by tier — {shown}. The gain {verdict}."
+
+
+def _ab_section(facts: ReproductionFacts) -> str:
+    """Table 2 beside the paper's (simulation/paper.py), when the A/B simulation ran."""
+    if facts.ab is None:
+        return ""
+    from unitarget.simulation.paper import reproduction_section
+
+    return reproduction_section(facts.ab)
 
 
 def _training_table(facts: ReproductionFacts, labels: dict[str, str]) -> str:

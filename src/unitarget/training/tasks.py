@@ -2,11 +2,13 @@
 
 This is the one place masking happens. For task t and impression x from source s(x):
 
-    L_t = (1/B) Σ_x  m[s(x), t] · o_t(x) · BCE(y_t(x), σ(logit_t(x)))
+    L_t = (1/B) Σ_x  m[s(x), t] · f[φ(x), t] · o_t(x) · BCE(y_t(x), σ(logit_t(x)))
 
 where m is the source mask (the paper's directional mask: an ad impression never updates a
-promotions task) and o_t(x) is 1 when label y_t was observed (null labels incur no loss, they are
-never read as 0). Dividing by the batch size B, not by the number of unmasked rows, is the paper's
+promotions task), f is the format mask (CAMoE's adaptive loss masking: with ``TaskSpec.formats``
+set, an impression of ad format φ(x) updates only the tasks of its own format; f = 1 everywhere
+when no task sets formats) and o_t(x) is 1 when label y_t was observed (null labels incur no loss,
+they are never read as 0). Dividing by the batch size B, not by the number of unmasked rows, is the paper's
 E_{x∼D}[m·ℓ]: a task that only half the batch may update gets half the gradient scale.
 """
 
@@ -18,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from unitarget.config import TaskSpec
+from unitarget.contract import AD_FORMATS
 from unitarget.data.batch import Batch
 
 
@@ -38,14 +41,25 @@ class TaskSet:
             [[float(s in t.sources) for t in tasks] for s in self.sources]
         )
         self.weights = torch.tensor([t.weight for t in tasks])  # λ_t
+        #: (F + 1, T): 1 where an impression of format f may update task t; the last row is a null
+        #: or unknown format, which only tasks without a format filter learn from
+        self.format_mask = torch.tensor(
+            [[float(t.formats is None or f in t.formats) for t in tasks] for f in (*AD_FORMATS, None)]
+        )
+        self.masks_formats = any(t.formats is not None for t in tasks)
 
     def __len__(self) -> int:
         return len(self.specs)
 
     def loss_weights(self, batch: Batch) -> torch.Tensor:
-        """(B, T) m[s(x), t] · o_t(x): which rows may update which task."""
+        """(B, T) m[s(x), t] · f[φ(x), t] · o_t(x): which rows may update which task."""
         observed = batch.label_mask.index_select(1, self.label_index).float()
-        return self.source_mask.index_select(0, batch.source) * observed
+        weights = self.source_mask.index_select(0, batch.source) * observed
+        if self.masks_formats:
+            if batch.format is None:
+                raise ValueError("tasks with a format filter need Batch.format (FeatureEncoder sets it)")
+            weights = weights * self.format_mask.index_select(0, batch.format)
+        return weights
 
     def targets(self, batch: Batch) -> torch.Tensor:
         return batch.labels.index_select(1, self.label_index)  # (B, T)

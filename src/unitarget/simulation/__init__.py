@@ -1,0 +1,18 @@
+"""Online budget-split A/B simulation against the synthetic world's truth (issue 4).
+
+``simulate(world, arms, config)`` replays one shared stream of ad opportunities to every arm (a
+trained model, the oracle or random targeting), each with its share of every campaign's budget,
+and reports i2s, eCPS, CTR and streams per popularity tier with intervals over markets.
+"""
+
+from unitarget.simulation.run import (
+    ORACLE,
+    RANDOM,
+    ArmSpec,
+    SimulationResult,
+    parse_arm,
+    run_simulation,
+    simulate,
+)
+
+__all__ = ["ORACLE", "RANDOM", "ArmSpec", "SimulationResult", "parse_arm", "run_simulation", "simulate"]

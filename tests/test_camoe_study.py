@@ -1,0 +1,93 @@
+"""`unitarget ablate --study camoe` end to end on a tiny world, and the report's rules."""
+
+import csv
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from unitarget.cli import app
+from unitarget.evaluation.formats import FormatRow
+from unitarget.reports.camoe import pareto_verdict, summarise
+from unitarget.reports.pareto import dominates, pareto_front
+from unitarget.studies.camoe import ArmRun, camoe_arms, read_journal
+
+runner = CliRunner()
+
+TINY = """
+[model]
+hidden = [8]
+tower_hidden = [4]
+embedding_dim = 4
+[model.experts]
+hidden = [8]
+[train]
+batch_size = 512
+valid_days = 4
+threads = 1
+[evaluation]
+test_days = 5
+"""
+
+
+def test_ablate_camoe_writes_table_chart_cost_and_report(tiny_log_path, tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    out = tmp_path / "study"
+    args = ["ablate", "--study", "camoe", "--data", str(tiny_log_path), "--out", str(out), "--seeds", "2",
+            "--epochs", "1", "--rows", "6000", "--only", "single-task,camoe", "--config", str(tmp_path / "tiny.toml")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in ("CAMOE.md", "camoe_table.md", "camoe_table.csv", "camoe_runs.csv", "camoe_pareto.png",
+                 "camoe_cost.md", "camoe_cost.csv", "camoe_facts.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "camoe_table.csv").open()))
+    camoe_click = {r["format"]: r for r in rows if r["arm"] == "camoe" and r["label"] == "click"}
+    assert set(camoe_click) == {"audio", "video", "display", "all"}
+    assert all(r["seeds"] == "2" for r in camoe_click.values())  # spreads over two seeds
+    single = {r["format"]: r["task"] for r in rows if r["arm"] == "single-task"}
+    assert single["video"] == "click_video" and "stream" not in {r["label"] for r in rows if r["arm"] == "single-task"}
+    report = (out / "CAMOE.md").read_text()
+    assert "Pareto front" in report and "2 seeds" not in report and "Seeds 0, 1" in report
+    assert "6,000 training-day ad impressions" in report
+    assert len(read_journal(out / "camoe_runs.jsonl")) == 4  # 2 arms x 2 seeds, saved as they finish
+    facts = json.loads((out / "camoe_facts.json").read_text())
+    assert {c["name"] for c in facts["costs"]} >= {"shared_bottom", "mmoe", "ple", "camoe", "camoe-masked"}
+    # --resume keeps what is done and trains nothing more
+    again = runner.invoke(app, [*args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "training" not in again.output
+
+
+def test_unknown_arm_is_a_user_error(tiny_log_path, tmp_path):
+    result = runner.invoke(app, ["ablate", "--study", "camoe", "--data", str(tiny_log_path), "--out",
+                                 str(tmp_path), "--only", "nope"])
+    assert result.exit_code == 2 and "unknown arms" in result.output
+
+
+def test_pareto_front_and_dominance():
+    assert dominates([2, 2], [1, 2]) and not dominates([2, 1], [1, 2]) and not dominates([1, 1], [1, 1])
+    assert pareto_front({"a": [1, 3], "b": [3, 1], "c": [1, 1], "d": [2, 2]}) == ["a", "b", "d"]
+
+
+def _run(arm: str, seed: int, aps: list[float]) -> ArmRun:
+    rows = tuple(FormatRow("click", f, f"click_{f}", 100, 5, ap, 0.5) for f, ap in zip(("audio", "video", "display"), aps))
+    return ArmRun(arm, seed, rows, 1.0, 10)
+
+
+def test_verdict_names_the_front_and_judges_dominance_against_the_seed_spread():
+    runs = [_run("camoe", s, [0.10 + d, 0.20 + d, 0.30 + d]) for s, d in enumerate((0.0, 0.002))]
+    runs += [_run("mmoe", s, [0.20 + d, 0.30 + d, 0.40 + d]) for s, d in enumerate((0.0, 0.002))]
+    runs += [_run("ple", s, [0.101 + d, 0.201 + d, 0.301 + d]) for s, d in enumerate((0.0, 0.05))]
+    summary = summarise(runs)
+    assert np.isclose(summary["camoe"][("click", "audio")].mean, 0.101)
+    text = pareto_verdict(summary, ["camoe", "mmoe", "ple"])
+    assert "is not on the Pareto front" in text
+    assert "`mmoe`" in text and "beyond the seed spread on every format" in text
+    assert "`ple`" in text and "within two standard errors" in text
+    assert "is on the Pareto front" in pareto_verdict(summary, ["camoe"])
+
+
+def test_arms_cover_the_issue():
+    names = {a.name for a in camoe_arms()}
+    assert {"single-task", "mtl-pooled", "mmoe", "ple", "camoe", "camoe-no-cross", "camoe-no-mask"} <= names
+    assert any(name.startswith("camoe-experts") for name in names)
