@@ -30,7 +30,8 @@ from unitarget.synth import World, WorldParams, generate_log
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=400_000, help="impressions generated (80 %% are ads)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=60)
@@ -48,8 +49,8 @@ def main() -> None:
     print(cost_table(costs))
     print(json.dumps({
         "ad_rows": len(data), "threads": args.threads, "steps": args.steps, "predict_rows": args.predict_rows,
-        "input_width": (encoder.layout_.n_categorical + len(encoder.layout_.bags)) * config.model.embedding_dim
-        + encoder.layout_.dense_dim,
+        "input_width": (encoder.layout_.n_categorical + len(encoder.layout_.bags))
+        * config.model.embedding_dim + encoder.layout_.dense_dim,
         "costs": {c.name: {"parameters": c.parameters, "train_examples_per_s": round(c.train_examples_per_s),
                            "predict_rows_per_s": round(c.predict_rows_per_s)} for c in costs},
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "torch": torch.__version__,

@@ -7,6 +7,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from unitarget.cli import app
+from unitarget.config import Config
 from unitarget.evaluation.formats import FormatRow
 from unitarget.reports.camoe import pareto_verdict, summarise
 from unitarget.reports.pareto import dominates, pareto_front
@@ -34,7 +35,8 @@ def test_ablate_camoe_writes_table_chart_cost_and_report(tiny_log_path, tmp_path
     (tmp_path / "tiny.toml").write_text(TINY)
     out = tmp_path / "study"
     args = ["ablate", "--study", "camoe", "--data", str(tiny_log_path), "--out", str(out), "--seeds", "2",
-            "--epochs", "1", "--rows", "6000", "--only", "single-task,camoe", "--config", str(tmp_path / "tiny.toml")]
+            "--epochs", "1", "--rows", "6000", "--only", "single-task,camoe",
+            "--config", str(tmp_path / "tiny.toml")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     for name in ("CAMOE.md", "camoe_table.md", "camoe_table.csv", "camoe_runs.csv", "camoe_pareto.png",
@@ -45,7 +47,8 @@ def test_ablate_camoe_writes_table_chart_cost_and_report(tiny_log_path, tmp_path
     assert set(camoe_click) == {"audio", "video", "display", "all"}
     assert all(r["seeds"] == "2" for r in camoe_click.values())  # spreads over two seeds
     single = {r["format"]: r["task"] for r in rows if r["arm"] == "single-task"}
-    assert single["video"] == "click_video" and "stream" not in {r["label"] for r in rows if r["arm"] == "single-task"}
+    assert single["video"] == "click_video"
+    assert "stream" not in {r["label"] for r in rows if r["arm"] == "single-task"}
     report = (out / "CAMOE.md").read_text()
     assert "Pareto front" in report and "2 seeds" not in report and "Seeds 0, 1" in report
     assert "6,000 training-day ad impressions" in report
@@ -70,7 +73,8 @@ def test_pareto_front_and_dominance():
 
 
 def _run(arm: str, seed: int, aps: list[float]) -> ArmRun:
-    rows = tuple(FormatRow("click", f, f"click_{f}", 100, 5, ap, 0.5) for f, ap in zip(("audio", "video", "display"), aps))
+    formats = ("audio", "video", "display")
+    rows = tuple(FormatRow("click", f, f"click_{f}", 100, 5, ap, 0.5) for f, ap in zip(formats, aps))
     return ArmRun(arm, seed, rows, 1.0, 10)
 
 
@@ -87,7 +91,16 @@ def test_verdict_names_the_front_and_judges_dominance_against_the_seed_spread():
     assert "is on the Pareto front" in pareto_verdict(summary, ["camoe"])
 
 
-def test_arms_cover_the_issue():
-    names = {a.name for a in camoe_arms()}
-    assert {"single-task", "mtl-pooled", "mmoe", "ple", "camoe", "camoe-no-cross", "camoe-no-mask"} <= names
-    assert any(name.startswith("camoe-experts") for name in names)
+def test_arms_cover_the_issue_and_each_ablation_changes_one_thing():
+    arms = {a.name: a for a in camoe_arms()}
+    required = {"single-task", "mtl-pooled", "mmoe", "ple", "camoe", "camoe-no-cross", "camoe-no-mask"}
+    assert required <= set(arms)
+    assert any(name.startswith("camoe-experts") for name in arms)
+    config = {name: arm.configs(Config(), 0)[0] for name, arm in arms.items()}
+    camoe = config["camoe"]
+    assert camoe.task_groups() == config["camoe-no-mask"].task_groups()  # same groups, only the mask goes
+    assert camoe.task_groups()["click_video"] == camoe.task_groups()["click_display"] == "visual"
+    assert all(t.formats is None for t in config["camoe-no-mask"].tasks)
+    assert all(t.formats == (t.name.split("_")[1],) for t in camoe.tasks)
+    assert config["camoe-no-cross"].model.cross.layers == 0 and camoe.model.cross.layers == 2
+    assert len(arms["single-task"].configs(Config(), 0)) == 3

@@ -70,7 +70,8 @@ def test_cross_layers_sit_before_any_encoder_and_the_source_mask_still_cuts_the_
     torch.manual_seed(0)
     layout = tiny_layout()
     tasks = TaskSet(DEFAULT_TASKS, ("ads", "promotions"))
-    config = ModelConfig(encoder=encoder, hidden=(8,), tower_hidden=(4,), experts={"hidden": (8,), "shared": 2},
+    config = ModelConfig(encoder=encoder, hidden=(8,), tower_hidden=(4,),
+                         experts={"hidden": (8,), "shared": 2},
                          cross={"layers": 2, "rank": 4})
     model = build_model(config, layout, tasks.names)
     batch = tiny_batch(layout, [0] * 6, n_labels=len(tasks.labels))  # ad impressions only

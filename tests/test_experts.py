@@ -28,7 +28,8 @@ ENCODERS = {  # name -> (model config, groups passed to build_model)
     "ple": (dict(encoder="ple", experts={"hidden": (8, 6), "shared": 2, "specific": 1, "levels": 2}), {}),
     "camoe": (dict(encoder="camoe", experts={"hidden": (8, 6), "shared": 2, "specific": 2, "levels": 1},
                    cross={"layers": 1, "rank": 4}), GROUPS),
-    "camoe-2-levels": (dict(encoder="camoe", experts={"hidden": (8, 6), "shared": 2, "specific": 2, "levels": 2}),
+    "camoe-2-levels": (dict(encoder="camoe",
+                            experts={"hidden": (8, 6), "shared": 2, "specific": 2, "levels": 2}),
                        GROUPS),
 }
 
@@ -46,7 +47,8 @@ def _model(name: str, tasks=TASKS):
     torch.manual_seed(0)
     kwargs, groups = ENCODERS[name]
     layout = tiny_layout()
-    return build_model(ModelConfig(tower_hidden=(4,), **kwargs), layout, [t.name for t in tasks], groups), layout
+    model = build_model(ModelConfig(tower_hidden=(4,), **kwargs), layout, [t.name for t in tasks], groups)
+    return model, layout
 
 
 def _format_batch(layout, formats: list[int]):
@@ -156,7 +158,8 @@ def test_ungrouped_tasks_read_the_shared_experts_only():
 @pytest.mark.parametrize("encoder", ["shared_bottom", "mmoe", "ple", "camoe"])
 def test_every_encoder_trains_with_every_table1_preset(encoder, tiny_log, tmp_path, fast_config):
     rows = tiny_log.take(pa.array(np.arange(0, tiny_log.num_rows, 4)))  # every 4th row: fast
-    base = merge(fast_config, {"model": {"encoder": encoder, "experts": {"hidden": [8], "shared": 2, "levels": 2},
+    experts = {"hidden": [8], "shared": 2, "levels": 2}
+    base = merge(fast_config, {"model": {"encoder": encoder, "experts": experts,
                                          "cross": {"layers": 1, "rank": 4}},
                                "train": {"max_epochs": 1, "patience": 1, "batch_size": 256}})
     for preset in TABLE1_ORDER:
@@ -164,4 +167,18 @@ def test_every_encoder_trains_with_every_table1_preset(encoder, tiny_log, tmp_pa
         trained = train(rows, tmp_path / preset, config)
         assert np.isfinite(trained.probabilities(rows.slice(0, 50))).all()
     again = load_model(tmp_path / TABLE1_ORDER[-1])
-    assert np.allclose(again.probabilities(rows.slice(0, 50)), trained.probabilities(rows.slice(0, 50)), atol=1e-6)
+    first = rows.slice(0, 50)
+    assert np.allclose(again.probabilities(first), trained.probabilities(first), atol=1e-6)
+
+
+def test_format_mask_on_the_shared_bottom_cuts_only_the_other_formats_towers():
+    torch.manual_seed(0)
+    layout = tiny_layout()
+    model = build_model(ModelConfig(hidden=(8,), tower_hidden=(4,)), layout, [t.name for t in TASKS])
+    tasks = TaskSet(TASKS, ("ads", "promotions"))
+    batch = _format_batch(layout, [VIDEO] * 5)
+    assert model(batch).shape == (5, len(TASKS))
+    tasks.losses(model(batch), batch).sum().backward()
+    for task in TASKS:
+        assert (_grad(model.towers[task.name]) > 0) == (task.formats == ("video",)), task.name
+    assert _grad(model.encoder) > 0

@@ -40,7 +40,8 @@ def test_format_mask_zeroes_other_formats_and_null_format_rows():
 
 
 def test_format_mask_cuts_the_logit_gradient_of_other_formats():
-    tasks = TaskSet([_spec("click_audio", "click", ("audio",)), _spec("click_video", "click", ("video",))], SOURCES)
+    specs = [_spec("click_audio", "click", ("audio",)), _spec("click_video", "click", ("video",))]
+    tasks = TaskSet(specs, SOURCES)
     batch = tiny_batch(tiny_layout(), [0, 0, 0], n_labels=1)
     batch = type(batch)(**{**batch.__dict__, "format": torch.tensor([0, 0, 1])})
     logits = torch.zeros(3, 2, requires_grad=True)
@@ -64,7 +65,8 @@ def test_format_filtered_task_without_batch_format_is_an_error():
 
 def test_misspelt_format_is_rejected_naming_the_field():
     with pytest.raises(ConfigError, match="tasks.0.formats"):
-        merge(Config(), {"tasks": [{"name": "x", "label": "click", "sources": ["ads"], "formats": ["podcast"]}]})
+        task = {"name": "x", "label": "click", "sources": ["ads"], "formats": ["podcast"]}
+        merge(Config(), {"tasks": [task]})
 
 
 def test_format_task_prefers_the_masked_head_then_the_named_head_then_the_pooled_head():

@@ -88,7 +88,7 @@ class ExpertsConfig(_Strict):
     hidden: tuple[int, ...] = Field((128, 64), min_length=1, description="each expert's MLP")
     shared: int = Field(4, ge=0, description="experts every task's gate may read")
     specific: int = Field(1, ge=0, description="experts owned by each task (ple) or modality group (camoe)")
-    levels: int = Field(1, ge=1, description="extraction levels of ple and camoe (1 = CGC; PLE proper: 2 or more)")
+    levels: int = Field(1, ge=1, description="extraction levels of ple and camoe; 1 = CGC, 2+ = progressive")
     modality: dict[AdFormat, str] = Field(
         default_factory=lambda: {"audio": "audio", "video": "visual", "display": "visual"},
         description="camoe: ad format -> modality group of the tasks restricted to that format",

@@ -25,7 +25,8 @@ class CrossLayer(nn.Module):
         if rank is None:
             self.project = nn.Linear(dim, dim)  # W x + b
         else:
-            self.project = nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Linear(rank, dim))  # U (Vᵀ x) + b
+            # U (Vᵀ x) + b
+            self.project = nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Linear(rank, dim))
         self.rank = rank
 
     def forward(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

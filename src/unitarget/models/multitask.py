@@ -80,7 +80,9 @@ class MultiTaskModel(nn.Module):
         return [p for p in shared if p.requires_grad]
 
 
-def _encoder(config: ModelConfig, input_dim: int, tasks: Sequence[str], groups: Mapping[str, str]) -> nn.Module:
+def _encoder(
+    config: ModelConfig, input_dim: int, tasks: Sequence[str], groups: Mapping[str, str]
+) -> nn.Module:
     """The encoder named by ``config.encoder``."""
     e, common = config.experts, {"batch_norm": config.batch_norm, "dropout": config.dropout}
     encoders: dict[str, Callable[[], nn.Module]] = {

@@ -61,8 +61,10 @@ def summarise(runs: Sequence[ArmRun]) -> dict[str, dict[tuple[str, str], Cell]]:
             if not rows or not np.isfinite(aps).any():
                 continue
             finite = aps[np.isfinite(aps)]
-            cells[(label, fmt)] = Cell(float(finite.mean()), float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
-                                       int(finite.size), rows[0].oracle_ap, rows[0].task)
+            std = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+            first = rows[0]
+            cells[(label, fmt)] = Cell(float(finite.mean()), std, int(finite.size), first.oracle_ap,
+                                       first.task)
         out[arm] = cells
     return out
 
@@ -96,14 +98,16 @@ def results_table(summary: Summary, arms: Sequence[Arm],
     oracle = next(iter(summary.values()), {})
     if any(math.isfinite(c.oracle) for c in oracle.values()):
         lines.append("| oracle (true probabilities) | "
-                     + " | ".join(f"{oracle[c].oracle:.4f}" if c in oracle else "—" for c in COLUMNS) + " | | |")
+                     + " | ".join(f"{oracle[c].oracle:.4f}" if c in oracle else "—" for c in COLUMNS)
+                     + " | | |")
     return "\n".join(lines)
 
 
 def results_csv(summary: Summary, arms: Sequence[Arm]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["arm", "display", "ablation", "label", "format", "task", "seeds", "ap_mean", "ap_std", "oracle_ap"])
+    writer.writerow(["arm", "display", "ablation", "label", "format", "task", "seeds", "ap_mean", "ap_std",
+                     "oracle_ap"])
     for arm in arms:
         for (label, fmt), cell in summary.get(arm.name, {}).items():
             writer.writerow([arm.name, arm.display, arm.ablation, label, fmt, cell.task, cell.seeds,
@@ -134,7 +138,8 @@ def cost_csv(costs: Sequence[Cost]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["name", "display", "parameters", "train_examples_per_s", "predict_rows_per_s"])
     for c in costs:
-        writer.writerow([c.name, c.display, c.parameters, round(c.train_examples_per_s), round(c.predict_rows_per_s)])
+        writer.writerow([c.name, c.display, c.parameters, round(c.train_examples_per_s),
+                         round(c.predict_rows_per_s)])
     return buffer.getvalue()
 
 
@@ -168,8 +173,8 @@ def pareto_verdict(summary: Summary, main: Sequence[str], target: str = "camoe")
                 f"{', '.join(f'`{a}`' for a in points)}; the front is {', '.join(f'`{a}`' for a in front)}.")
         beats = [a for a in points if a != target and dominates(points[target], points[a])]
         if beats:
-            text += f" It dominates {', '.join(f'`{a}`' for a in beats)}."
-        return text
+            text += f" It dominates {', '.join(f'`{a}`' for a in beats)} on the means."
+        return text + " " + _noise_note(summary, [a for a in points if a != target], target)
     dominators = [a for a in points if dominates(points[a], points[target])]
     lines = [f"**`{target}` is not on the Pareto front** of mean click AP per format; the front is "
              f"{', '.join(f'`{a}`' for a in front)}. Dominated by:"]
@@ -181,6 +186,24 @@ def pareto_verdict(summary: Summary, main: Sequence[str], target: str = "camoe")
                         "within two standard errors of the seed means on at least one format, so "
                         "CAMoE is *near* the front at this size rather than clearly behind it."))
     return "\n".join(lines)
+
+
+def _noise_note(summary: Summary, others: Sequence[str], target: str) -> str:
+    """Which arms differ from ``target`` beyond two standard errors on some format, and which not."""
+    apart, close = [], []
+    for arm in others:
+        zs = [_z(summary[arm][("click", f)], summary[target][("click", f)]) for f in AD_FORMATS]
+        (apart if any(math.isfinite(z) and abs(z) > 2 for z in zs) else close).append(f"`{arm}`")
+    if not apart and not close:
+        return ""
+    parts = []
+    if apart:
+        parts.append(f"{', '.join(apart)} differ{'s' if len(apart) == 1 else ''} from it by more than two "
+                     "standard errors on at least one format")
+    if close:
+        parts.append(f"{', '.join(close)} {'is' if len(close) == 1 else 'are'} within two standard errors on "
+                     "every format, so the front among them is not resolved at this size")
+    return "Against the seed spread: " + "; ".join(parts) + "."
 
 
 def ablation_lines(summary: Summary, pairs: Sequence[tuple[str, str, str]]) -> list[str]:
@@ -211,12 +234,12 @@ ABLATIONS: tuple[tuple[str, str, str], ...] = (
     ("mtl-per-format", "mtl-pooled", "per-format heads (with the format mask) instead of one click head"),
     ("mmoe", "mtl-per-format", "shared experts and per-task gates instead of a shared bottom"),
     ("ple", "mmoe", "task-specific experts and a second level (PLE) instead of MMoE"),
-    ("camoe-no-cross", "mmoe", "experts per modality group besides the shared ones (both one level, no crosses)"),
+    ("camoe-no-cross", "mmoe", "experts per modality group besides the shared ones (one level, no crosses)"),
     ("camoe", "camoe-no-cross", "DCN-v2 cross layers"),
     ("camoe", "camoe-no-mask", "the format mask"),
     ("camoe-experts-2-1", "camoe", "fewer experts (2 shared + 1 per group)"),
     ("camoe-experts-8-2", "camoe", "more experts (8 shared + 2 per group)"),
-    ("camoe-groups-placement", "camoe", "groups in-stream (audio + video) and display instead of audio and visual"),
+    ("camoe-groups-placement", "camoe", "groups in-stream (audio + video) and display, not audio and visual"),
 )
 
 _WHY = """\
@@ -237,7 +260,8 @@ measure how much each adds here."""
 
 def spread_line(summary: Summary, arms: Sequence[str]) -> str:
     """How far apart the given arms are on pooled click AP, against the seed spread."""
-    cells = {a: summary[a][("click", ALL_FORMATS)] for a in arms if ("click", ALL_FORMATS) in summary.get(a, {})}
+    key = ("click", ALL_FORMATS)
+    cells = {a: summary[a][key] for a in arms if key in summary.get(a, {})}
     if len(cells) < 2:
         return ""
     low, high = min(cells, key=lambda a: cells[a].mean), max(cells, key=lambda a: cells[a].mean)
@@ -309,7 +333,8 @@ def write_camoe_outputs(facts: StudyFacts, out_dir: str | Path) -> Path:
     summary = summarise(facts.runs)
     main = [a.name for a in facts.arms if not a.ablation]
     front = pareto_front({a: p for a, p in click_points(summary).items() if a in main})
-    atomic_write_text(out_dir / "camoe_table.md", results_table(summary, facts.arms, front, _parameters(facts.runs)) + "\n")
+    table = results_table(summary, facts.arms, front, _parameters(facts.runs))
+    atomic_write_text(out_dir / "camoe_table.md", table + "\n")
     atomic_write_text(out_dir / "camoe_table.csv", results_csv(summary, facts.arms))
     atomic_write_text(out_dir / "camoe_runs.csv", runs_csv(facts.runs))
     atomic_write_text(out_dir / "camoe_cost.md", cost_table(facts.costs) + "\n")
@@ -320,7 +345,8 @@ def write_camoe_outputs(facts: StudyFacts, out_dir: str | Path) -> Path:
                for f in AD_FORMATS} for a in points}
     pareto_chart(mean, std, AD_FORMATS, out_dir / "camoe_pareto.png", highlight=main,
                  labels={a.name: a.name for a in facts.arms},
-                 title="Click AP per format (test days); filled: main arms, hollow: ablations; dashed: 2-D front")
+                 title="Click AP per format (test days); filled: main arms, hollow: ablations; "
+                       "dashed: 2-D front")
     report = out_dir / "CAMOE.md"
     atomic_write_text(report, render_camoe_report(facts, summary, front))
     return report

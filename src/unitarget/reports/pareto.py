@@ -14,6 +14,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -64,7 +65,8 @@ def pareto_chart(
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
     arms = [a for a in mean if all(np.isfinite(mean[a].get(f, np.nan)) for f in formats)]
-    colours = {arm: f"C{i % 10}" for i, arm in enumerate(arms)}
+    palette = colormaps["tab20"].colors  # dark shades first, then light: 20 distinct colours
+    colours = {arm: palette[(2 * i) % 20 + (2 * i // 20) % 2] for i, arm in enumerate(arms)}
     for ax, (fx, fy) in zip(axes, pairs):
         for arm in arms:
             main = arm in highlight
@@ -73,7 +75,8 @@ def pareto_chart(
                         ms=8 if main else 6, capsize=3, elinewidth=1, label=labels.get(arm, arm))
         main_arms = [a for a in arms if a in highlight]
         if main_arms:
-            lx, ly = _front_line(np.array([mean[a][fx] for a in main_arms]), np.array([mean[a][fy] for a in main_arms]))
+            xs, ys = np.array([mean[a][fx] for a in main_arms]), np.array([mean[a][fy] for a in main_arms])
+            lx, ly = _front_line(xs, ys)
             ax.plot(lx, ly, "--", color="0.4", linewidth=1, zorder=0)
         ax.set_xlabel(f"{metric}, {fx}")
         ax.set_ylabel(f"{metric}, {fy}")

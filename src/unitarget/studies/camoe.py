@@ -68,31 +68,39 @@ def camoe_arms() -> list[Arm]:
     sb = {"encoder": "shared_bottom"}
 
     def camoe(**model: Any) -> tuple[dict[str, Any], ...]:
-        return ({**per_format, "model": merge_dicts(CAMOE_MODEL, model)},)
+        return ({**per_format, "model": _merge_dicts(CAMOE_MODEL, model)},)
 
     return [
         Arm("single-task", "single-task per format (3 click models)",
             tuple({"tasks": format_tasks(("click",), formats=[f]), "model": sb} for f in AD_FORMATS)),
-        Arm("mtl-pooled", "multi-task, click + stream heads shared by all formats", ({"tasks": pooled, "model": sb},)),
+        Arm("mtl-pooled", "multi-task, click + stream heads shared by all formats",
+            ({"tasks": pooled, "model": sb},)),
         Arm("mtl-per-format", "multi-task, per-format heads, shared bottom", ({**per_format, "model": sb},)),
         Arm("mmoe", "MMoE, per-format heads", ({**per_format, "model": {"encoder": "mmoe"}},)),
         Arm("ple", "PLE (2 levels), per-format heads",
             ({**per_format, "model": {"encoder": "ple", "experts": {"levels": 2}}},)),
         Arm("camoe", "CAMoE: modality groups + DCN-v2 + format mask", camoe()),
         Arm("camoe-no-cross", "CAMoE without cross layers", camoe(cross={"layers": 0}), True),
-        Arm("camoe-no-mask", "CAMoE without the format mask",
-            ({"tasks": format_tasks(masked=False), "model": CAMOE_MODEL},), True),
-        Arm("camoe-experts-2-1", "CAMoE, 2 shared + 1 per group", camoe(experts={"shared": 2, "specific": 1}), True),
-        Arm("camoe-experts-8-2", "CAMoE, 8 shared + 2 per group", camoe(experts={"shared": 8, "specific": 2}), True),
+        Arm("camoe-no-mask", "CAMoE without the format mask",  # same groups, named since no task has formats
+            ({"tasks": format_tasks(masked=False), "model": _merge_dicts(CAMOE_MODEL, {"experts": {"groups": {
+                "audio": [f"{label}_audio" for label in LABELS],
+                "visual": [f"{label}_{f}" for label in LABELS for f in ("video", "display")]}}})},), True),
+        Arm("camoe-experts-2-1", "CAMoE, 2 shared + 1 per group",
+            camoe(experts={"shared": 2, "specific": 1}), True),
+        Arm("camoe-experts-8-2", "CAMoE, 8 shared + 2 per group",
+            camoe(experts={"shared": 8, "specific": 2}), True),
         Arm("camoe-groups-placement", "CAMoE, groups in-stream (audio + video) and display",
-            camoe(experts={"modality": {"audio": "in_stream", "video": "in_stream", "display": "display"}}), True),
+            camoe(experts={"modality": {"audio": "in_stream", "video": "in_stream", "display": "display"}}),
+            True),
     ]
 
 
-def merge_dicts(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _merge_dicts(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in, nested dicts key by key."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = merge_dicts(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge_dicts(out[key], value) if nested else value
     return out
 
 
@@ -167,10 +175,12 @@ def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch,
         predictions |= {task: probs[:, j] for j, task in enumerate(model.task_names)}
         specs += list(config.tasks)
     wanted = [label for label in LABELS if any(t.label == label for t in specs)]
-    return evaluate_formats(predictions, _label_arrays(batch, labels), batch_formats(batch), specs, wanted, truths)
+    return evaluate_formats(predictions, _label_arrays(batch, labels), batch_formats(batch), specs, wanted,
+                            truths)
 
 
-def _selection_score(config: Config, labels: tuple[str, ...], valid: Batch):
+def _selection_score(config: Config, labels: tuple[str, ...],
+                     valid: Batch) -> Callable[[MultiTaskModel], tuple[float, dict[str, float]]]:
     """Mean validation click AP over the formats the model has a head for (never the test days)."""
     def validate(model: MultiTaskModel) -> tuple[float, dict[str, float]]:
         rows = [r for r in score_formats([(config, model)], valid, labels) if r.label == "click"]
@@ -275,7 +285,8 @@ def run_camoe_study(
     # (the facts are saved as camoe_facts.json before anything is rendered: re-render with
     # reports.camoe.facts_from_json + write_camoe_outputs without training again)
     encoder, fit_batch, _, _ = encoded.get(LABELS)
-    costs = encoder_costs(merge(config, {"tasks": format_tasks()}), encoder.layout_, fit_batch, steps=cost_steps)
+    costs = encoder_costs(merge(config, {"tasks": format_tasks()}), encoder.layout_, fit_batch,
+                          steps=cost_steps)
     facts = StudyFacts(
         arms=arms, runs=runs, costs=costs, seeds=tuple(seeds), log_rows=table.num_rows, sampled_rows=rows,
         split={"fit": study.fit.num_rows, "validation": study.valid.num_rows, "test": study.test.num_rows},
@@ -305,7 +316,8 @@ def read_journal(path: Path) -> list[ArmRun]:
     import json
 
     def row(values: dict[str, Any]) -> FormatRow:
-        return FormatRow(**{**values, **{k: float("nan") if values[k] is None else values[k] for k in ("ap", "oracle_ap")}})
+        undefined = {k: float("nan") for k in ("ap", "oracle_ap") if values[k] is None}
+        return FormatRow(**{**values, **undefined})
 
     runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return [ArmRun(**{**r, "rows": tuple(row(v) for v in r["rows"])}) for r in runs]

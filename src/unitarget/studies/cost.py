@@ -94,7 +94,8 @@ def measure_cost(name: str, display: str, config: Config, layout: FeatureLayout,
     steps = max(2, min(steps, len(data) // config.train.batch_size))  # at most one pass over the rows
     train_speed = _train_speed(model, config, data, steps)
     rows = data.slice(0, min(predict_rows, len(data)))
-    predict_probabilities(model, rows.slice(0, min(len(rows), 16_384)), config.train.eval_batch_size)  # warm-up
+    warm_up = rows.slice(0, min(len(rows), 16_384))
+    predict_probabilities(model, warm_up, config.train.eval_batch_size)
     if masked_by_format:
         predict_speed = _predict_masked(model, config, rows)
     else:
