@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import torch
 
 from unitarget.config import Config, merge
 from unitarget.io import read_log
@@ -32,3 +33,12 @@ def fast_config() -> Config:
         "train": {"batch_size": 512, "max_epochs": 2, "patience": 2, "valid_days": 4, "threads": 1},
         "optim": {"warmup_steps": 5},
     })
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,13 +10,7 @@ from unitarget.training.tasks import TaskSet
 from tests.helpers import tiny_batch, tiny_layout
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and far faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_one_layer_is_x0_times_wx_plus_b_plus_x():
