@@ -103,7 +103,6 @@ TIER_LOWER_BOUNDS: Final = (1_000_000, 100_000, 5_000, 1_000, 200, 20, 1, 0)
 N_TIERS: Final = len(TIER_LOWER_BOUNDS)
 #: Tiers 3..7 (< 5,000 streams) form the "less-streamed creators" segment.
 LESS_STREAMED_MIN_TIER: Final = 3
-LESS_STREAMED_MAX_STREAMS: Final = 5_000
 
 
 def tier_of(streams_30d: np.ndarray) -> np.ndarray:
@@ -117,10 +116,6 @@ def tier_of(streams_30d: np.ndarray) -> np.ndarray:
     # searchsorted over ascending bounds counts how many bounds are <= value.
     passed = np.searchsorted(bounds, streams, side="right")
     return (N_TIERS - passed).astype(np.int8)
-
-
-def is_less_streamed(tiers: np.ndarray) -> np.ndarray:
-    return np.asarray(tiers) >= LESS_STREAMED_MIN_TIER
 
 
 def true_probability_column(label: str) -> str:
