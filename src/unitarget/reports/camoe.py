@@ -250,12 +250,12 @@ standard errors of the seed means in brackets (|z| < 2: within the seed spread).
 What the synthetic world predicts (docs/synthetic-world.md): the formats differ by a click
 intercept (audio −0.5, video +0.1, display 0 on the logit), a format and slot effect in the
 channel term, and a per-user propensity for each format (sd 0.4); affinity, user engagement,
-quality, context and popularity act identically on every format. Every format-specific term is
-additive given the `format`, `slot` and `user_id` features, or a user × format interaction, so one
-shared network that sees those features can represent all of it. The world therefore rewards
-sharing data across formats (the small formats borrow the shared signal) and gives per-format
-capacity — heads, gated experts, modality groups, crosses — little to add; the lines above
-measure how much each adds here."""
+quality, context and popularity act identically on every format. So the world rewards sharing
+rows across formats (the small formats borrow the shared signal), and its only format-specific
+structure beyond additive terms is one interaction, user × format: a cross layer forms it
+explicitly (x₀ ⊙ W x multiplies the user's embedding with the format's), an MLP only approximates
+it from enough rows. There is no format whose click depends on the features in a different way,
+which is what per-format heads, gated experts and modality groups are built for."""
 
 
 def spread_line(summary: Summary, arms: Sequence[str]) -> str:

@@ -1,0 +1,14 @@
+"""Serving: export a trained run to ONNX, serve it over HTTP, score whole audiences in batch.
+
+    export.py      run directory -> ONNX graph + encoder + manifest, checked against PyTorch
+    manifest.py    what an export holds, with a sha256 per file (tampered or truncated -> error)
+    runtime.py     an exported model loaded for inference: verified files, ONNX Runtime session,
+                   the saved FeatureEncoder (with cached vocabulary lookups)
+    tables.py      requests -> a pyarrow table with the contract's column names, and OOV fields
+    schemas.py     pydantic request and response bodies (strict: unknown keys and NaN rejected)
+    registry.py    model versions inside one models directory: load, reload, rollback
+    app.py         the FastAPI app factory and ``serve`` (uvicorn); routes.py and middleware.py
+    audience.py    every user of a table scored for one campaign, streamed in chunks
+
+Nothing here is imported by the training code; FastAPI and ONNX Runtime are the ``serve`` extra.
+"""

@@ -1,0 +1,32 @@
+"""The scoring service's settings: typed, validated once, handed to the app factory (never read from
+the environment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from unitarget.errors import ConfigError
+
+
+class ServiceSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_dir: Path = Field(description="directory of model versions; reloads may only name its subdirectories")
+    version: str = Field(description="the version (subdirectory of models_dir) served at start")
+    max_candidates: int = Field(1_000, ge=1, description="candidates per request; more -> 413")
+    max_body_bytes: int = Field(1 << 20, ge=1_024, description="request body size; more -> 413 before parsing")
+    max_in_flight: int = Field(64, ge=1, description="scoring requests served at once; more -> 503 + Retry-After")
+    threads: int = Field(1, ge=1, description="ONNX Runtime intra-op threads per inference; requests "
+                                              "already run in parallel, so 1 is best on few cores")
+    check_parity: bool = Field(True, description="compare ONNX Runtime with PyTorch on every load")
+
+    @classmethod
+    def for_model(cls, model: str | Path, models_dir: str | Path | None = None, **options: object) -> "ServiceSettings":
+        """Settings serving the export ``model``, whose parent is the models directory unless given."""
+        model = Path(model).resolve()
+        root = Path(models_dir).resolve() if models_dir is not None else model.parent
+        if model.parent != root:
+            raise ConfigError(f"{model} is not a directory directly inside the models directory {root}")
+        return cls(models_dir=root, version=model.name, **options)

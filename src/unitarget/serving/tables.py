@@ -1,0 +1,56 @@
+"""Request bodies -> one pyarrow table with the contract's column names, typed as in a log.
+
+The table is what ``FeatureEncoder.transform`` read at training time: one row per candidate, the
+user's and the context's fields repeated on every row, ``ts`` from the request (or now), ``source``
+null (no model reads it). Every standard feature column is present; a field the request left out is
+null, which the encoder reads as unknown (OOV row, empty bag, zero dense input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, Final
+
+import pyarrow as pa
+
+from unitarget import contract
+from unitarget.contract import Group, Kind
+from unitarget.serving.schemas import Candidate, Context, User
+from unitarget.validation import TS_TYPE
+
+_ARROW_TYPES: Final = {Kind.CATEGORICAL: pa.string(), Kind.BAG: pa.list_(pa.string()), Kind.NUMERIC: pa.int64()}
+#: Arrow type of every standard feature column.
+COLUMN_TYPES: Final = {c.name: _ARROW_TYPES[c.kind] for c in contract.STANDARD_FEATURES}
+
+#: Which request object carries each standard feature (tests check these cover the contract).
+USER_FIELDS: Final = tuple(c.name for c in contract.STANDARD_FEATURES if c.group is Group.USER)
+CONTEXT_FIELDS: Final = tuple(c.name for c in contract.STANDARD_FEATURES if c.group is Group.CONTEXT)
+CANDIDATE_FIELDS: Final = tuple(
+    c.name for c in contract.STANDARD_FEATURES if c.group in (Group.CONTENT, Group.CREATIVE)
+)
+
+
+def request_table(user: User, context: Context, candidates: Sequence[Candidate],
+                  now: datetime | None = None) -> pa.Table:
+    """(len(candidates) rows) the user and context repeated, one candidate per row."""
+    n = len(candidates)
+    columns = constant_columns(user, USER_FIELDS, n)
+    columns |= context_columns(context, n, now)
+    columns |= {name: pa.array([getattr(c, name) for c in candidates], type=COLUMN_TYPES[name])
+                for name in CANDIDATE_FIELDS}
+    return pa.table(columns)
+
+
+def context_columns(context: Context, n: int, now: datetime | None = None) -> dict[str, pa.Array]:
+    """Context fields, ``ts`` (the request's, else ``now``, else the clock) and a null ``source``."""
+    ts = context.ts or now or datetime.now(timezone.utc)
+    return constant_columns(context, CONTEXT_FIELDS, n) | {
+        contract.TS: pa.repeat(pa.scalar(ts, type=TS_TYPE), n),
+        contract.SOURCE: pa.nulls(n, pa.string()),
+    }
+
+
+def constant_columns(item: Any, names: Sequence[str], n: int) -> dict[str, pa.Array]:
+    """``n`` copies of ``item``'s value of each of ``names`` (null where it has none)."""
+    return {name: pa.repeat(pa.scalar(getattr(item, name), type=COLUMN_TYPES[name]), n) for name in names}
