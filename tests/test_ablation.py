@@ -93,3 +93,23 @@ def test_study_writes_tables_charts_and_the_learning_curve(tiny_log, tmp_path, f
     assert methods == {"zero-shot", "fine-tune, frozen encoder", "fine-tune, all layers", "from scratch"}
     assert set(curve.old_heads_after) == {"promotions_stream", "ads_stream"}
     assert "learning_curve.png" in new_objective_section(curve, tmp_path)
+
+
+def test_a_run_with_the_identical_configuration_is_reused_and_a_different_one_is_not(tiny_log, tmp_path,
+                                                                                      fast_config):
+    from unitarget.data.split import split_newest_days
+    from unitarget.pipeline import train
+    from unitarget.studies.ablation import run_ablation
+
+    train_rows, test_rows = split_newest_days(tiny_log, 4, purpose="test")
+    unified = VARIANTS["unified"]
+    train(train_rows, tmp_path / "main-unified", unified.config(fast_config, seed=0))
+    messages: list[str] = []
+    runs = run_ablation(train_rows, test_rows, tmp_path / "study", fast_config, variants=[unified], seeds=[0, 1],
+                        log=messages.append, trained_runs={("unified", 0): tmp_path / "main-unified",
+                                                           ("unified", 1): tmp_path / "main-unified"})
+    assert "reuses" in messages[0] and "training unified" in messages[1]  # seed 1's config differs
+    assert not (tmp_path / "study" / "runs" / "unified-seed0").exists()
+    assert (tmp_path / "study" / "runs" / "unified-seed1").is_dir()
+    retrained = run_ablation(train_rows, test_rows, tmp_path / "again", fast_config, variants=[unified], seeds=[0])
+    assert retrained[0].result.ap("ads_stream") == runs[0].result.ap("ads_stream")  # same weights either way

@@ -18,3 +18,14 @@ def test_reproduce_writes_the_report_with_table1_and_charts(tmp_path, fast_confi
     for chart in ("tier_ap_ads_stream.png", "tier_ap_promotions_stream.png", "tier_gain_ads_stream.png"):
         assert (tmp_path / chart).read_bytes()[:4] == b"\x89PNG"
         assert chart in text
+
+
+def test_full_mode_adds_the_ablations_and_reuses_the_table1_runs(tmp_path, fast_config):
+    config = merge(fast_config, {"train": {"max_epochs": 1}, "evaluation": {"test_days": 4}})
+    params = WorldParams(n_users=400, n_shows=80, n_impressions=16_000, n_days=18, seed=2)
+    messages: list[str] = []
+    text = reproduce(tmp_path, params, config, full=True, seeds=1, log=messages.append).read_text()
+    assert "## Ablations" in text and "learning_curve.png" in text
+    reused = {m.split(":")[1].split()[0] for m in messages if "reuses the identical run" in m}
+    assert reused == {"promo-baseline", "promo-stream-only", "ads-stream-only", "ads-anc", "unified", "natural-mix"}
+    assert not any(m.startswith("seed 0: training unified") for m in messages)

@@ -13,8 +13,11 @@ import time
 from pathlib import Path
 
 import httpx
+import hypothesis
 import numpy as np
 import pytest
+import schemathesis
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from typer.testing import CliRunner
 
@@ -357,3 +360,20 @@ def test_overload_gets_a_fast_503_with_retry_after():
     assert first[0]["status"] == 200 and second[0]["status"] == 503
     assert (b"retry-after", b"1") in second[0]["headers"]
     assert metrics.rejected["overload"] == 1 and metrics.in_flight == 0
+
+
+# ------------------------------------------------------------------- schema-driven fuzzing
+@pytest.fixture(scope="module")
+def openapi_schema(server):
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+
+
+openapi = schemathesis.pytest.from_fixture("openapi_schema")
+
+
+@openapi.parametrize()
+@hypothesis.settings(max_examples=30, deadline=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+def test_requests_generated_from_the_openapi_schema_never_get_a_500(case):
+    """schemathesis: valid and invalid requests for every operation of /openapi.json."""
+    case.call_and_validate(checks=[not_a_server_error, response_schema_conformance])
