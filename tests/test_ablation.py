@@ -113,3 +113,61 @@ def test_a_run_with_the_identical_configuration_is_reused_and_a_different_one_is
     assert (tmp_path / "study" / "runs" / "unified-seed1").is_dir()
     retrained = run_ablation(train_rows, test_rows, tmp_path / "again", fast_config, variants=[unified], seeds=[0])
     assert retrained[0].result.ap("ads_stream") == runs[0].result.ap("ads_stream")  # same weights either way
+    messages.clear()  # a study run again in its own directory (resumed) trains nothing
+    run_ablation(train_rows, test_rows, tmp_path / "study", fast_config, variants=[unified], seeds=[1],
+                 log=messages.append)
+    assert messages == [f"seed 1: unified reuses the identical run {tmp_path / 'study' / 'runs' / 'unified-seed1'}"]
+    messages.clear()  # other training rows: retrained, not reused
+    run_ablation(train_rows.slice(1_000), test_rows, tmp_path / "study", fast_config, variants=[unified],
+                 seeds=[1], log=messages.append)
+    assert messages == ["seed 1: training unified"]
+
+
+class _Result:
+    """An EvaluationResult stand-in: Promotions AP and Ads AP only."""
+
+    targets = ("promotions_stream", "ads_stream")
+
+    def __init__(self, promotions: float, ads: float) -> None:
+        self.values = {"promotions_stream": promotions, "ads_stream": ads}
+
+    def ap(self, target: str, segment: str = "all") -> float:
+        return self.values[target]
+
+
+def _runs(aps: dict[str, list[tuple[float, float]]]):
+    from unitarget.studies.ablation import AblationRun
+
+    return [AblationRun(VARIANTS[name], seed, _Result(*pair), float("nan"), 0.0)
+            for name, pairs in aps.items() for seed, pair in enumerate(pairs)]
+
+
+def test_claims_are_judged_on_paired_seed_differences():
+    from unitarget.reports.ablation import claim_lines
+    from unitarget.studies.ablation import paired_change
+
+    runs = _runs({
+        "unified": [(0.100, 0.040), (0.110, 0.042), (0.090, 0.038)],
+        "no-mask": [(0.095, 0.040), (0.105, 0.042), (0.085, 0.038)],   # always 0.005 lower: separable
+        "natural-mix": [(0.101, 0.041), (0.109, 0.043), (0.092, 0.037)],  # noise around unified
+        "loss-pcgrad": [(0.104, 0.040), (0.114, 0.042), (0.094, 0.038)],  # always better on promotions
+        "loss-gradnorm": [(0.100, 0.040), (0.110, 0.042), (0.090, 0.038)],
+        "loss-uncertainty": [(0.100, 0.040), (0.110, 0.042), (0.090, 0.038)],
+    })
+    change = paired_change(runs, "no-mask", "unified", "promotions_stream")
+    assert change.seeds == 3 and abs(change.mean + 0.005) < 1e-12 and change.separable
+    assert abs(change.relative + 0.05) < 1e-9  # −0.005 against a mean of 0.100
+    assert not paired_change(runs, "natural-mix", "unified", "promotions_stream").separable
+    text = claim_lines(runs)
+    mask_line = next(line for line in text.splitlines() if "directional mask" in line)
+    assert "−5.0%" in mask_line and "**agrees**" in mask_line
+    assert "not separable" in next(line for line in text.splitlines() if "natural mix" in line)
+    assert "pcgrad: Promotions AP +4.0%" in text and "better than static weights on promotions" in text
+    assert "gradnorm: Promotions AP 0.0%" in text
+
+
+def test_a_claim_measured_the_other_way_is_a_disagreement():
+    from unitarget.reports.ablation import claim_lines
+
+    runs = _runs({"unified": [(0.100, 0.040), (0.110, 0.042)], "natural-mix": [(0.120, 0.050), (0.131, 0.052)]})
+    assert "**disagrees**" in next(line for line in claim_lines(runs).splitlines() if "natural mix" in line)

@@ -63,7 +63,10 @@ def test_cached_vocabulary_gives_the_rows_of_the_fitted_vocabulary(tiny_log):
         fitted = Vocabulary(min_count=2).fit(tiny_log.column(name))
         values = pa.concat_arrays([tiny_log.column(name).combine_chunks().cast(pa.string()),
                                    pa.array(["never-seen", None, ""], pa.string())])
-        np.testing.assert_array_equal(CachedVocabulary(fitted).transform(values), fitted.transform(values))
+        cached = CachedVocabulary(fitted)
+        for part in (values[-300:], values):  # a request's worth (dict lookups) and a batch (index_in)
+            np.testing.assert_array_equal(cached.transform(part), fitted.transform(part))
+        assert len(values) > cached.DICT_LOOKUP_MAX >= 300
 
 
 def test_export_refuses_to_replace_an_existing_version(exported):

@@ -2,6 +2,7 @@
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -25,8 +26,9 @@ def test_train_writes_a_loadable_run_and_predicts_row_for_row(tiny_log_path, tmp
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
     loaded = load_model(tmp_path / "run")
     assert _same_weights(trained, loaded)
-    predictions = write_predictions(loaded, tiny_log_path, tmp_path / "preds.parquet")
-    log = pa.parquet.read_table(tiny_log_path)
+    assert write_predictions(loaded, tiny_log_path, tmp_path / "preds.parquet") == len(pq.read_metadata(tiny_log_path))
+    predictions = pq.read_table(tmp_path / "preds.parquet")
+    log = pq.read_table(tiny_log_path)
     assert predictions.column("impression_id").equals(log.column("impression_id"))
     assert predictions.column_names == ["impression_id"] + [f"p_{t.name}" for t in fast_config.tasks]
     p = predictions.column("p_ad_stream").to_numpy()
@@ -40,8 +42,8 @@ def test_unknown_ids_and_missing_features_score_without_failing(tiny_log, tmp_pa
     for column in ("user_id", "show_id", "creative_id"):
         fresh = fresh.set_column(fresh.schema.get_field_index(column), column, pa.array([f"new-{i}" for i in range(n)]))
     fresh = fresh.drop_columns(["stream", "click", "like", "follow", "user_history_shows", "device"])
-    predictions = write_predictions(trained, fresh, tmp_path / "p.parquet")
-    assert predictions.num_rows == n
+    assert write_predictions(trained, fresh, tmp_path / "p.parquet") == n
+    predictions = pq.read_table(tmp_path / "p.parquet")
     assert not pc.any(pc.is_nan(predictions.column("p_promo_stream"))).as_py()
 
 
@@ -113,3 +115,26 @@ def test_evaluation_reports_every_target_segment_and_the_oracle(tiny_log, tmp_pa
     assert 0 < row.ap <= 1 and 0 < row.oracle_ap <= 1
     tier_rows = sum(result.row("ads_stream", f"tier_{t}").n for t in range(8))
     assert tier_rows == row.n
+
+
+def test_predictions_stream_in_chunks_with_the_same_values(tiny_log, tmp_path, fast_config):
+    trained = train(tiny_log, tmp_path / "run", fast_config)
+    seen: list[int] = []
+    write_predictions(trained, tiny_log, tmp_path / "whole.parquet")
+    write_predictions(trained, tiny_log, tmp_path / "chunked.parquet", chunk_rows=5_000, on_chunk=seen.append)
+    assert seen == [min(5_000 * (i + 1), tiny_log.num_rows) for i in range(len(seen))] and len(seen) > 3
+    assert pq.read_table(tmp_path / "chunked.parquet").equals(pq.read_table(tmp_path / "whole.parquet"))
+
+
+def test_a_bad_row_in_a_later_chunk_is_named_by_its_row_in_the_log_and_nothing_is_replaced(
+        tiny_log, tmp_path, fast_config):
+    trained = train(tiny_log, tmp_path / "run", fast_config)
+    out = tmp_path / "p.parquet"
+    out.write_bytes(b"previous predictions")
+    ts = tiny_log.column("ts").to_pylist()
+    ts[12_345] = None
+    bad = tiny_log.set_column(tiny_log.schema.get_field_index("ts"), "ts", pa.array(ts, tiny_log.schema.field("ts").type))
+    with pytest.raises(ContractError, match="12345") as caught:
+        write_predictions(trained, bad, out, chunk_rows=5_000)
+    assert caught.value.rows == [12_345] and caught.value.column == "ts"
+    assert out.read_bytes() == b"previous predictions"

@@ -121,12 +121,15 @@ def predict(
     model: Annotated[Path, typer.Option(help="run directory written by `unitarget train`")],
     data: Annotated[Path, typer.Option(help="impression log to score (labels not needed)")],
     out: Annotated[Path, typer.Option(help="Parquet file: impression_id and p_<task>, row for row")],
+    chunk_rows: Annotated[int, typer.Option(min=1, help="impressions scored per chunk (bounds memory)")] = 1_000_000,
 ) -> None:
-    """Score every impression of a log with every task head."""
+    """Score every impression of a log with every task head, streaming in chunks."""
     from unitarget.pipeline import load_model, write_predictions
 
-    predictions = write_predictions(load_model(model), data, out)
-    console.print(f"wrote {predictions.num_rows:,} predictions to {out}")
+    with console.status("scoring") as status:
+        rows = write_predictions(load_model(model), data, out, chunk_rows=chunk_rows,
+                                 on_chunk=lambda done: status.update(f"scored {done:,} impressions"))
+    console.print(f"wrote {rows:,} predictions to {out}")
 
 
 @app.command()

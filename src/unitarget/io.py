@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -34,6 +35,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_parquet",
     "atomic_write_text",
+    "iter_log",
+    "publish_directory",
     "read_log",
 ]
 
@@ -68,6 +71,29 @@ def read_log(path: str | Path, columns: list[str] | None = None) -> pa.Table:
         columns = [c for c in columns if c in names]
     try:
         return dataset.to_table(columns=columns)
+    except (pa.ArrowException, OSError) as exc:
+        raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, chunk) pairs of at most ``rows`` rows, in log order, for bounded-memory passes.
+
+    A path is read lazily (one record batch ahead, one file at a time), so memory holds a few
+    chunks whatever the log's size; a table is sliced without copying.
+    """
+    if isinstance(data, pa.Table):
+        for start in range(0, data.num_rows, rows):
+            yield start, data.slice(start, rows)
+        return
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    start = 0
+    try:
+        for batch in _open_dataset(root).to_batches(batch_size=rows, batch_readahead=1, fragment_readahead=1):
+            if batch.num_rows:
+                yield start, pa.Table.from_batches([batch])
+                start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
 
@@ -159,6 +185,20 @@ def atomic_write_parquet(table: pa.Table, path: str | Path, **kwargs: Any) -> No
     """Write ``table`` to a Parquet file atomically; ``kwargs`` go to ``pyarrow.parquet.write_table``."""
     with atomic_output(path) as tmp:
         pq.write_table(table, tmp, **kwargs)
+
+
+def publish_directory(staging: Path, out: Path) -> None:
+    """Move a finished ``staging`` directory to ``out``; a previous ``out`` is removed only after.
+
+    Two renames: the old directory aside, the new one into place. A crash between them leaves the
+    old one beside ``out`` as ``.<name>.previous``, never a half-written ``out``.
+    """
+    previous = out.parent / f".{out.name}.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        os.replace(out, previous)
+    os.replace(staging, out)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _jsonable(obj: Any) -> Any:

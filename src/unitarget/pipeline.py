@@ -15,17 +15,17 @@ continues from the partial directory's last checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
 from unitarget import contract
@@ -33,7 +33,7 @@ from unitarget.config import Config, TaskSpec, config_from_mapping, merge
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days, time_range
-from unitarget.errors import UnitargetError
+from unitarget.errors import ContractError, UnitargetError
 from unitarget.evaluation import (
     ADS_STREAM,
     PROMOTIONS_STREAM,
@@ -42,7 +42,7 @@ from unitarget.evaluation import (
     average_precision,
     evaluate_segments,
 )
-from unitarget.io import atomic_write_json, atomic_write_parquet, read_log
+from unitarget.io import atomic_output, atomic_write_json, iter_log, publish_directory, read_log
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.scoring import predict_probabilities
 from unitarget.training import checkpoint
@@ -265,8 +265,26 @@ def _train_and_publish(
     })
     (staging / CHECKPOINT_FILE).unlink(missing_ok=True)
     (staging / _FINGERPRINT_FILE).unlink(missing_ok=True)
-    _publish(staging, out)
+    publish_directory(staging, out)
     return trained
+
+
+def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
+    """Whether the finished run at ``run_dir`` was trained with ``config`` on these ``table`` rows
+    (same configuration, and the same fit / validation split by row count and time range): the
+    run ``train(table, ..., config)`` would produce again, since training is deterministic."""
+    try:
+        record = json.loads((run_dir / TRAINING_FILE).read_text())
+        saved = config_from_mapping(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir))
+    except (OSError, ValueError, UnitargetError):
+        return False
+    if saved.to_json_dict() != config.to_json_dict() or not (run_dir / BEST_WEIGHTS_FILE).is_file():
+        return False
+    fit_rows, valid_rows = split_newest_days(_training_rows(table, config), config.train.valid_days,
+                                             purpose="validation")
+    expected = {"rows": {"train": fit_rows.num_rows, "valid": valid_rows.num_rows},
+                "train_range": list(time_range(fit_rows)), "valid_range": list(time_range(valid_rows))}
+    return all(json.loads(json.dumps(record.get(k))) == v for k, v in expected.items())
 
 
 def _training_rows(table: pa.Table, config: Config) -> pa.Table:
@@ -342,18 +360,44 @@ def _prepare_staging(staging: Path, fingerprint: dict[str, Any], resume: bool) -
     atomic_write_json(staging / _FINGERPRINT_FILE, fingerprint)
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Swap the finished run into place; the previous run at ``out`` is removed only afterwards."""
-    previous = out.parent / f".{out.name}.previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    if out.exists():
-        os.replace(out, previous)
-    os.replace(staging, out)
-    shutil.rmtree(previous, ignore_errors=True)
+def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path, *,
+                      chunk_rows: int = 1_000_000, on_chunk: Callable[[int], None] | None = None) -> int:
+    """Score ``data`` chunk by chunk into ``out`` (Parquet: ``impression_id``, ``p_<task>``, row for
+    row); return the number of rows. Memory holds a few chunks, whatever the log's size.
+
+    Each chunk is validated against the contract before it is scored, and ``out`` is written to a
+    temporary file renamed into place only at the end: a bad row anywhere stops the command with
+    its position in the whole log, and an existing ``out`` is left untouched. (Impression ids are
+    checked for repeats within a chunk, not across chunks.)
+    """
+    rows, writer = 0, None
+    with atomic_output(out) as tmp:
+        try:
+            for start, chunk in iter_log(data, chunk_rows):
+                try:
+                    chunk = load_log(chunk, model.config, require_labels=False)
+                except ContractError as err:
+                    raise _in_log(err, start) from None
+                predictions = model.predict(chunk)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, predictions.schema)
+                writer.write_table(predictions)
+                rows += chunk.num_rows
+                if on_chunk is not None:
+                    on_chunk(rows)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
+    return rows
 
 
-def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path) -> pa.Table:
-    table = load_log(data, model.config, require_labels=False)
-    predictions = model.predict(table)
-    atomic_write_parquet(predictions, Path(out))
-    return predictions
+def _in_log(err: ContractError, start: int) -> ContractError:
+    """``err`` raised on a chunk that starts at row ``start`` of the log, with the log's row numbers."""
+    if not err.rows or start == 0:
+        return err
+    rows = [start + r for r in err.rows]
+    message = (f"{err.message} (rows of the chunk that starts at row {start:,}; in the whole log: "
+               f"{', '.join(str(r) for r in rows)})")
+    return ContractError(message, column=err.column, rows=rows, count=err.count)

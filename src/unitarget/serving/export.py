@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -31,7 +30,7 @@ import unitarget
 from unitarget.data.batch import Batch
 from unitarget.data.features import PADDING_ROW, FeatureEncoder
 from unitarget.errors import UnitargetError
-from unitarget.io import atomic_write_json
+from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.pipeline import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, TrainedModel, load_model
@@ -166,7 +165,7 @@ def export_model(run: str | Path, out: str | Path, *, overwrite: bool = False,
             raise UnitargetError(f"ONNX Runtime and PyTorch disagree: max abs difference {diff:.3g} > "
                                  f"{tolerance:g} on {PARITY_ROWS} sample rows; nothing was written to {out}")
         atomic_write_json(staging / mf.MANIFEST_FILE, _manifest(trained, run, staging, diff))
-        _publish(staging, out)
+        publish_directory(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportReport(out, tuple(trained.model.task_names), PARITY_ROWS, diff, time.perf_counter() - started)
@@ -231,12 +230,3 @@ def _manifest(trained: TrainedModel, run: Path, staging: Path, diff: float) -> d
                   if p.is_file() and p.name != mf.MANIFEST_FILE and not p.name.startswith(".")},
     }
 
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished export into place; an old one at ``out`` is replaced only now."""
-    previous = out.parent / f".{out.name}.previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    if out.exists():
-        os.replace(out, previous)
-    os.replace(staging, out)
-    shutil.rmtree(previous, ignore_errors=True)

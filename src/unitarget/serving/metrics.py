@@ -1,7 +1,7 @@
-"""Prometheus text-format metrics, kept in process and formatted by hand (no client library needed).
+"""The service's Prometheus metrics (``prometheus_client``), one registry per app.
 
     unitarget_requests_total{endpoint, status}        counter
-    unitarget_request_seconds{endpoint}               histogram (le buckets, _sum, _count)
+    unitarget_request_seconds{endpoint}               histogram
     unitarget_oov_total{field}                        counter: values scored through an OOV row
     unitarget_candidates_total                        counter: candidates scored
     unitarget_rejected_total{reason}                  counter: overload and oversize rejections
@@ -9,96 +9,67 @@
     unitarget_model_info{version}                     gauge, 1 for the version serving
 
 Endpoints are the service's own paths; any other path is counted as "other", so a scan of random
-URLs cannot grow the label set without bound. Each worker process has its own counters.
+URLs cannot grow the label set without bound. Each app (and so each worker process) has its own
+registry: tests can build several apps in one process, and ``/metrics`` of a worker reports that
+worker.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
 #: Upper bounds (seconds) of the latency histogram: the sub-20 ms range an ad auction cares about.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Metrics"]
+
 
 class Metrics:
-    """Counters updated from the event loop and from worker threads, hence the lock."""
+    """The counters the guard middleware and the scoring routes update (thread-safe)."""
 
     def __init__(self, endpoints: Iterable[str]) -> None:
         self.endpoints = frozenset(endpoints)
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.latency_counts: dict[str, list[int]] = {}
-        self.latency_sums: Counter[str] = Counter()
-        self.oov: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
-        self.candidates = 0
-        self.in_flight = 0
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("unitarget_requests", "HTTP requests by endpoint and status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("unitarget_request_seconds", "request latency in the service", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.oov = Counter("unitarget_oov", "request values scored through an OOV row", ["field"],
+                           registry=self.registry)
+        self.candidates = Counter("unitarget_candidates", "candidates scored", registry=self.registry)
+        self.rejected = Counter("unitarget_rejected", "requests refused before any work", ["reason"],
+                                registry=self.registry)
+        self.in_flight_gauge = Gauge("unitarget_in_flight", "requests being served now", registry=self.registry)
+        self.model_info = Gauge("unitarget_model_info", "the model version serving (1)", ["version"],
+                                registry=self.registry)
+        self.in_flight = 0  # read on every request by the guard's admission check
+        self.in_flight_gauge.set_function(lambda: self.in_flight)
 
     def endpoint(self, path: str) -> str:
         return path if path in self.endpoints else "other"
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
-        with self._lock:
-            self.requests[endpoint, status] += 1
-            counts = self.latency_counts.setdefault(endpoint, [0] * (len(LATENCY_BUCKETS) + 1))
-            counts[_bucket(seconds)] += 1
-            self.latency_sums[endpoint] += seconds
+        self.requests.labels(endpoint, str(status)).inc()
+        self.latency.labels(endpoint).observe(seconds)
 
     def count_scored(self, candidates: int, oov: dict[str, int]) -> None:
-        with self._lock:
-            self.candidates += candidates
-            self.oov.update({k: v for k, v in oov.items() if v})
+        self.candidates.inc(candidates)
+        for field, count in oov.items():
+            if count:
+                self.oov.labels(field).inc(count)
 
     def reject(self, reason: str) -> None:
-        with self._lock:
-            self.rejected[reason] += 1
+        self.rejected.labels(reason).inc()
 
-    def render(self, model_version: str | None) -> str:
-        """The exposition text (``text/plain; version=0.0.4``)."""
-        with self._lock:
-            lines = _header("unitarget_requests_total", "counter", "HTTP requests by endpoint and status")
-            lines += [f'unitarget_requests_total{{endpoint="{e}",status="{s}"}} {n}'
-                      for (e, s), n in sorted(self.requests.items())]
-            lines += _header("unitarget_request_seconds", "histogram", "request latency in the service")
-            for endpoint, counts in sorted(self.latency_counts.items()):
-                lines += _histogram("unitarget_request_seconds", f'endpoint="{endpoint}"', counts,
-                                    self.latency_sums[endpoint])
-            lines += _header("unitarget_oov_total", "counter", "request values scored through an OOV row")
-            lines += [f'unitarget_oov_total{{field="{f}"}} {n}' for f, n in sorted(self.oov.items())]
-            lines += _header("unitarget_candidates_total", "counter", "candidates scored")
-            lines.append(f"unitarget_candidates_total {self.candidates}")
-            lines += _header("unitarget_rejected_total", "counter", "requests refused before any work")
-            lines += [f'unitarget_rejected_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejected.items())]
-            lines += _header("unitarget_in_flight", "gauge", "requests being served now")
-            lines.append(f"unitarget_in_flight {self.in_flight}")
-        lines += _header("unitarget_model_info", "gauge", "the model version serving (1)")
+    def rejections(self, reason: str) -> float:
+        return self.registry.get_sample_value("unitarget_rejected_total", {"reason": reason}) or 0.0
+
+    def render(self, model_version: str | None) -> bytes:
+        """The exposition text (``CONTENT_TYPE``), with the serving version as the only model_info."""
+        self.model_info.clear()
         if model_version is not None:
-            lines.append(f'unitarget_model_info{{version="{_escape(model_version)}"}} 1')
-        return "\n".join(lines) + "\n"
-
-
-def _bucket(seconds: float) -> int:
-    for i, bound in enumerate(LATENCY_BUCKETS):
-        if seconds <= bound:
-            return i
-    return len(LATENCY_BUCKETS)
-
-
-def _header(name: str, kind: str, help_text: str) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-
-
-def _histogram(name: str, labels: str, counts: list[int], total: float) -> list[str]:
-    lines, cumulative = [], 0
-    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts):
-        cumulative += count
-        le = "+Inf" if bound == float("inf") else repr(bound)
-        lines.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}')
-    lines += [f"{name}_sum{{{labels}}} {total:.6f}", f"{name}_count{{{labels}}} {cumulative}"]
-    return lines
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            self.model_info.labels(model_version).set(1)
+        return generate_latest(self.registry)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from unitarget.serving import service
-from unitarget.serving.metrics import Metrics
+from unitarget.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from unitarget.serving.registry import ModelRegistry
 from unitarget.serving.schemas import (
     ErrorBody,
@@ -108,8 +108,7 @@ async def model_info(registry: Registry) -> dict[str, Any]:
 async def metrics_text(registry: Registry, metrics: MetricsDep) -> PlainTextResponse:
     """Prometheus text format."""
     model = registry.current
-    return PlainTextResponse(metrics.render(model.version if model else None),
-                             media_type="text/plain; version=0.0.4")
+    return PlainTextResponse(metrics.render(model.version if model else None), media_type=METRICS_CONTENT_TYPE)
 
 
 @operations.post("/v1/reload", response_model=ModelVersions,

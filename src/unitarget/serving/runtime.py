@@ -32,9 +32,14 @@ class CachedVocabulary(Vocabulary):
 
     ``Vocabulary.transform`` hands the whole value set to ``pc.index_in``, which rebuilds its hash
     table on every call: about 0.5 ms for 40,000 user ids, paid per feature per request, most of a
-    request's encoding time. Here the table is a dict built at load, and a call costs one lookup
-    per value. Same rows as ``Vocabulary.transform`` for every input (tests/test_export.py).
+    request's encoding time. Here the table is a dict built at load, and a call of up to
+    ``DICT_LOOKUP_MAX`` values costs one lookup per value. Larger calls (batch scoring) go through
+    ``pc.index_in``, where the hash build is amortised and no per-row Python runs. Same rows as
+    ``Vocabulary.transform`` for every input (tests/test_export.py).
     """
+
+    #: Above this many values per call, the vectorised lookup is faster than per-value dict lookups.
+    DICT_LOOKUP_MAX = 4_096
 
     def __init__(self, fitted: Vocabulary) -> None:
         super().__init__(fitted.min_count)
@@ -42,6 +47,8 @@ class CachedVocabulary(Vocabulary):
         self._rows = {value: row + 1 for row, value in enumerate(fitted.values_.to_pylist())}
 
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if len(values) > self.DICT_LOOKUP_MAX:
+            return super().transform(values)
         items = as_string(values).to_pylist()  # null -> None -> OOV
         row = self._rows.get
         return np.fromiter((row(v, OOV) for v in items), dtype=np.int64, count=len(items))

@@ -21,8 +21,7 @@ from unitarget import contract
 from unitarget.config import Config, merge
 from unitarget.contract import Group
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult, average_precision
-from unitarget.errors import UnitargetError
-from unitarget.pipeline import TrainedModel, load_model, train
+from unitarget.pipeline import TrainedModel, load_model, train, trained_on
 from unitarget.presets import BASELINE_PRESET, TABLE1_ORDER, apply_preset, display_name
 from unitarget.training.loop import SilentHooks, TrainingHooks
 
@@ -115,10 +114,11 @@ def run_ablation(
 ) -> list[AblationRun]:
     """Train (or reuse) every variant with every seed and evaluate it on ``test_rows``.
 
-    ``trained_runs`` maps (variant name, seed) to run directories already trained on these same
-    ``train_rows`` (``reproduce`` passes its Table 1 runs): one whose configuration equals the
-    variant's is evaluated instead of retrained. Training is deterministic for a configuration and
-    data, so that gives the same weights in a fraction of the time.
+    A finished run trained with exactly the variant's configuration on these ``train_rows`` is
+    evaluated instead of retrained: its own directory from an earlier, interrupted study, or the
+    directory ``trained_runs`` maps (variant name, seed) to (``reproduce`` passes its Table 1
+    runs). Training is deterministic for a configuration and data, so reusing gives the same
+    weights in a fraction of the time.
     """
     import time
 
@@ -129,28 +129,19 @@ def run_ablation(
         for variant in variants:
             started = time.perf_counter()
             variant_config = variant.config(config, seed)
-            trained = _finished_run(trained_runs.get((variant.name, seed)), variant_config)
-            if trained is None:
-                log(f"seed {seed}: training {variant.name}")
-                trained = train(train_rows, out_dir / "runs" / f"{variant.name}-seed{seed}", variant_config,
-                                hooks=hooks_for(f"{variant.name} s{seed}"))
+            run_dir = out_dir / "runs" / f"{variant.name}-seed{seed}"
+            done = [d for d in (trained_runs.get((variant.name, seed)), run_dir)
+                    if d is not None and trained_on(d, train_rows, variant_config)]
+            if done:
+                log(f"seed {seed}: {variant.name} reuses the identical run {done[0]}")
+                trained = load_model(done[0])
             else:
-                log(f"seed {seed}: {variant.name} reuses the identical run {trained_runs[(variant.name, seed)]}")
+                log(f"seed {seed}: training {variant.name}")
+                trained = train(train_rows, run_dir, variant_config, hooks=hooks_for(f"{variant.name} s{seed}"))
             result = trained.evaluate(test_rows)
             runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold, stream),
                                     time.perf_counter() - started))
     return runs
-
-
-def _finished_run(run_dir: Path | None, config: Config) -> TrainedModel | None:
-    """The run at ``run_dir`` if it finished with exactly ``config``, else None."""
-    if run_dir is None:
-        return None
-    try:
-        trained = load_model(run_dir)
-    except UnitargetError:
-        return None
-    return trained if trained.config.to_json_dict() == config.to_json_dict() else None
 
 
 def _slice_ap(trained: TrainedModel, test_rows: pa.Table, rows: np.ndarray, stream: np.ndarray) -> float:
@@ -199,6 +190,45 @@ def summarise(runs: Sequence[AblationRun]) -> list[dict[str, Any]]:
                 "seeds": int(np.isfinite(aps).sum()),
             })
     return rows
+
+
+@dataclass(frozen=True)
+class PairedChange:
+    """AP of ``variant`` against ``reference`` over the seeds both ran: the per-seed difference
+    d_s = AP_variant,s − AP_reference,s, its mean, its standard error, and the mean as a fraction
+    of the reference's mean AP. Pairing by seed removes what the seeds share (split, world)."""
+
+    mean: float
+    standard_error: float
+    reference_mean: float
+    seeds: int
+
+    @property
+    def relative(self) -> float:
+        return self.mean / self.reference_mean
+
+    @property
+    def relative_error(self) -> float:
+        return self.standard_error / self.reference_mean
+
+    @property
+    def separable(self) -> bool:
+        """|mean| beyond two standard errors (needs at least two seeds)."""
+        return self.seeds >= 2 and abs(self.mean) > 2 * self.standard_error
+
+
+def paired_change(runs: Sequence[AblationRun], variant: str, reference: str, target: str,
+                  segment: str = "all") -> PairedChange | None:
+    """None when the two rows share no seed with a finite AP."""
+    by_seed = {(r.variant.name, r.seed): run_ap(r, target, segment) for r in runs}
+    pairs = [(by_seed[(variant, s)], by_seed[(reference, s)]) for v, s in by_seed
+             if v == variant and (reference, s) in by_seed]
+    pairs = [(a, b) for a, b in pairs if np.isfinite(a) and np.isfinite(b)]
+    if not pairs:
+        return None
+    diffs, refs = np.array([a - b for a, b in pairs]), np.array([b for _, b in pairs])
+    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    return PairedChange(float(diffs.mean()), se, float(refs.mean()), len(diffs))
 
 
 def run_paper_study(
