@@ -1,7 +1,10 @@
 """New objectives: a head added to a trained model, fresh or from an existing head."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet
 import pyarrow.compute as pc
 import pytest
 import torch
@@ -42,6 +45,25 @@ def test_frozen_finetune_adds_a_head_and_leaves_old_heads_unchanged(base_and_log
     after = load_model(tmp_path / "tuned").probabilities(log)
     assert np.array_equal(before, after[:, : before.shape[1]])
     assert tuned.evaluate(log).ap("follow_video") > 0
+    record = json.loads((tmp_path / "tuned" / "training.json").read_text())["old_heads_valid_ap"]
+    assert set(record) == set(base.model.task_names)
+    assert all(ap["before"] == ap["after"] and 0 < ap["before"] < 1 for ap in record.values())  # frozen
+
+
+def test_cli_finetune_reports_the_old_heads_before_and_after(base_and_log, tmp_path):
+    from typer.testing import CliRunner
+
+    from unitarget.cli import app
+
+    base, log = base_and_log
+    pa.parquet.write_table(log, tmp_path / "log.parquet")
+    base.save(tmp_path / "base")
+    result = CliRunner().invoke(app, ["finetune", "--model", str(tmp_path / "base"), "--data", str(tmp_path / "log.parquet"),
+                                      "--task", "follow_video:label=follow_video,sources=ads", "--out",
+                                      str(tmp_path / "tuned")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "tuned" / "training.json").read_text())["old_heads_valid_ap"]
+    assert "before → after" in result.output and f"{record['ad_stream']['before']:.4f}" in result.output
 
 
 def test_init_from_copies_an_existing_head(base_and_log, tmp_path):

@@ -7,6 +7,7 @@ printed as one message and the command exits with status 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from unitarget.errors import UnitargetError
 
@@ -112,6 +114,14 @@ def finetune(
     overrides = read_mapping(config_file) if config_file else None
     finetune_model(load_model(model), data, out, spec, freeze_encoder=freeze_encoder, init_from=init_from,
                    overrides=overrides, hooks=RichTrainingHooks(console, f"finetune {spec.name}"))
+    old_heads = json.loads((out / TRAINING_FILE).read_text())["old_heads_valid_ap"]
+    table = Table(title="old heads, validation AP on the new log (before → after)")
+    for column in ("task", "before", "after", "change"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for name, ap in old_heads.items():
+        change = (ap["after"] - ap["before"]) / ap["before"] if ap["before"] else float("nan")
+        table.add_row(name, f"{ap['before']:.4f}", f"{ap['after']:.4f}", f"{change:+.2%}")
+    out_console.print(table)
     console.print(f"model with task {spec.name!r} written to {out} (details in {out / TRAINING_FILE})")
 
 

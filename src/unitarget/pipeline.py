@@ -203,9 +203,32 @@ def finetune(
     if freeze_encoder:
         model.freeze(except_towers=[task.name])
     encoder = base.encoder.with_labels(TaskSet(config.tasks, config.sources).labels)
-    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
-                              start_at_rate=[] if init_from else [task.name], resume=False, hooks=hooks,
-                              started=started)
+    trained = _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
+                                 start_at_rate=[] if init_from else [task.name], resume=False, hooks=hooks,
+                                 started=started)
+    _record_old_heads(base, trained, encoder.transform(valid_rows), Path(out) / TRAINING_FILE)
+    return trained
+
+
+def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
+    """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
+    observed labels): what the head is for, on data it was selected on, not tested on."""
+    tasks = model.tasks
+    probs = predict_probabilities(model.model, batch, model.config.train.eval_batch_size, model.config.train.bf16)
+    rows, targets = tasks.loss_weights(batch).bool().numpy(), tasks.targets(batch).numpy()
+    return {name: average_precision(targets[rows[:, j], j], probs[rows[:, j], j]) for j, name in enumerate(tasks.names)}
+
+
+def _record_old_heads(base: TrainedModel, tuned: TrainedModel, valid: Batch, record: Path) -> None:
+    """Add the old heads' validation AP before and after fine-tuning to the run's training record.
+
+    ``valid`` is encoded for the fine-tuned task set, whose label columns extend the base model's
+    in the same order, so both models read their own labels from it.
+    """
+    before, after = head_aps(base, valid), head_aps(tuned, valid)
+    training = json.loads(record.read_text())
+    training["old_heads_valid_ap"] = {t: {"before": before[t], "after": after[t]} for t in before}
+    atomic_write_json(record, training)
 
 
 def _split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
