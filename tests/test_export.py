@@ -8,17 +8,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 
 from tests.serving_fixtures import Exported, exported_model
-from unitarget.data.vocabulary import Vocabulary
 from unitarget.errors import UnitargetError
 from unitarget.pipeline import load_model
 from unitarget.serving import manifest as mf
 from unitarget.serving.export import export_model
-from unitarget.serving.runtime import CachedVocabulary, load_exported
+from unitarget.serving.runtime import load_exported
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +48,12 @@ def test_onnx_runtime_matches_pytorch_on_real_log_rows(exported, tiny_log):
     trained = load_model(exported.run)
     served = load_exported(exported.v1)
     rows = tiny_log.slice(0, 2_000)
-    onnx, _ = served.score(rows)
+    onnx = served.score(rows)
     torch_probs = trained.probabilities(rows)
     diff = float(np.abs(onnx - torch_probs).max())
     print(f"ONNX Runtime vs PyTorch on 2,000 log rows: max abs difference {diff:.3g}")
     assert diff <= 1e-4
     assert served.parity_max_abs_diff is not None and served.parity_max_abs_diff <= 1e-4
-
-
-def test_cached_vocabulary_gives_the_rows_of_the_fitted_vocabulary(tiny_log):
-    for name in ("user_id", "show_id", "creative_id", "layout"):  # layout has nulls
-        fitted = Vocabulary(min_count=2).fit(tiny_log.column(name))
-        values = pa.concat_arrays([tiny_log.column(name).combine_chunks().cast(pa.string()),
-                                   pa.array(["never-seen", None, ""], pa.string())])
-        cached = CachedVocabulary(fitted)
-        for part in (values[-300:], values):  # a request's worth (dict lookups) and a batch (index_in)
-            np.testing.assert_array_equal(cached.transform(part), fitted.transform(part))
-        assert len(values) > cached.DICT_LOOKUP_MAX >= 300
 
 
 def test_export_refuses_to_replace_an_existing_version(exported):

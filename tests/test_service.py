@@ -9,6 +9,10 @@ import asyncio
 import json
 import random
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +27,7 @@ from schemathesis.generation import GenerationMode
 
 from typer.testing import CliRunner
 
-from tests.serving_fixtures import Exported, LiveServer, exported_model
+from tests.serving_fixtures import Exported, LiveServer, exported_model, free_port
 from unitarget.cli import app as cli
 from unitarget.pipeline import load_model
 from unitarget.serving.app import create_app
@@ -327,6 +331,35 @@ def test_cli_serve_refuses_a_damaged_export_before_listening(exported):
     _damaged_version(exported.models, "cli-broken")
     result = CliRunner().invoke(cli, ["serve", "--model", str(exported.models / "cli-broken"), "--port", "1"])
     assert result.exit_code == 2 and "truncated" in result.output
+
+
+def test_serve_with_two_workers_answers_on_one_port_and_stops_on_sigterm(exported, body):
+    """The real command: two worker processes with their own SO_REUSEPORT sockets, a supervisor."""
+    port = free_port()
+    command = [sys.executable, "-m", "unitarget.cli", "serve", "--model", str(exported.v1), "--port", str(port),
+               "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+        clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) for _ in range(8)]
+        assert all(c.post("/v1/score", json=body).status_code == 200 for c in clients for _ in range(3))
+        for client in clients:
+            client.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with socket.socket() as probe:  # every worker let go of the port
+        probe.bind(("127.0.0.1", port))
 
 
 def test_overload_gets_a_fast_503_with_retry_after():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from unitarget.serving.middleware import Guard
 from unitarget.serving.routes import operations, scoring
 from unitarget.serving.service import RequestError
 from unitarget.serving.settings import ServiceSettings
+from unitarget.serving.workers import supervise
 
 logger = logging.getLogger("unitarget.serving")
 
@@ -111,18 +113,27 @@ def _printable(text: str, limit: int = 200) -> str:
 
 def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           access_log: bool = False, log_level: str = "info") -> None:
-    """Run the service with uvicorn until interrupted; ``workers`` > 1 forks processes sharing the socket.
+    """Run the service with uvicorn until interrupted; ``workers`` > 1 runs that many processes,
+    each with its own ``SO_REUSEPORT`` socket on the port (``workers.py`` says why).
 
     Each worker holds its own model and counters: ``/v1/reload`` reaches the one worker that answers
     it, so with several workers deploy a version by restarting (or reload each worker).
     """
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    factory = functools.partial(create_app, settings)
-    config = uvicorn.Config(factory, factory=True, host=host, port=port, workers=workers,
-                            access_log=access_log, log_level=log_level, timeout_graceful_shutdown=10)
+    run = functools.partial(_serve_on, settings, access_log, log_level)
     if workers == 1:
+        import uvicorn
+
+        config = uvicorn.Config(functools.partial(create_app, settings), factory=True, host=host, port=port,
+                                access_log=access_log, log_level=log_level, timeout_graceful_shutdown=10)
         uvicorn.Server(config).run()
     else:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        supervise(run, host=host, port=port, workers=workers)
+
+
+def _serve_on(settings: ServiceSettings, access_log: bool, log_level: str, sock: socket.socket) -> None:
+    """One worker process: the app on an already bound socket."""
+    import uvicorn
+
+    config = uvicorn.Config(functools.partial(create_app, settings), factory=True, access_log=access_log,
+                            log_level=log_level, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])

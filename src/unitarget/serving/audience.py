@@ -106,8 +106,7 @@ def _score_chunk(model: ExportedModel, users: pa.Table, campaign: CampaignSpec, 
     table = users
     for name, column in (constant_columns(campaign, CANDIDATE_FIELDS, n) | context_columns(campaign, n, now)).items():
         table = table.append_column(name, column)
-    probabilities, _ = model.score(table)
-    return probabilities
+    return model.score(table)
 
 
 def _users_dataset(path: Path) -> ds.Dataset:

@@ -14,7 +14,7 @@ import numpy as np
 
 from unitarget.serving.runtime import ExportedModel
 from unitarget.serving.schemas import Objective, RankRequest, ScoreRequest
-from unitarget.serving.tables import CANDIDATE_FIELDS, CONTEXT_FIELDS, USER_FIELDS, request_table
+from unitarget.serving.tables import CANDIDATE_FIELDS, CONTEXT_FIELDS, USER_FIELDS
 
 
 class RequestError(Exception):
@@ -30,11 +30,9 @@ class Scored:
     """Probabilities and OOV flags of one request's candidates."""
 
     def __init__(self, model: ExportedModel, request: ScoreRequest, now: datetime | None = None) -> None:
-        table = request_table(request.user, request.context, request.candidates, now)
         self.model = model
         self.request = request
-        self.probabilities, ids = model.score(table)  # (N, T)
-        flags = model.oov(table, ids)
+        self.probabilities, flags = model.score_request(request.user, request.context, request.candidates, now)
         shared = [f for f in (*USER_FIELDS, *CONTEXT_FIELDS) if f in flags]
         self.shared_oov = [f for f in shared if flags[f][0]]
         self.candidate_oov = {f: flags[f] for f in CANDIDATE_FIELDS if f in flags and flags[f].any()}
