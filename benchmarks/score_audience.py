@@ -30,9 +30,9 @@ CAMPAIGN = {"show_id": "s00036", "format": "audio", "slot": "pre_roll", "surface
 def write_users(model: Path, rows: int, path: Path, chunk: int = 1_000_000, seed: int = 0) -> None:
     """``rows`` users in row groups of ``chunk``, written chunk by chunk (this process stays small too)."""
     vocab = json.loads((model / "encoder.json").read_text())["vocabularies"]
-    users = np.array(vocab["user_id"]["values"] + [f"new-user-{i}" for i in range(5_000)])
-    shows = np.array(vocab["user_history_shows"]["values"])
-    countries, ages = vocab["user_country"]["values"], vocab["user_age_bucket"]["values"]
+    users = pa.array(vocab["user_id"]["values"] + [f"new-user-{i}" for i in range(5_000)])
+    shows = pa.array(vocab["user_history_shows"]["values"])
+    countries, ages = pa.array(vocab["user_country"]["values"]), pa.array(vocab["user_age_bucket"]["values"])
     rng = np.random.default_rng(seed)
     with pq.ParquetWriter(path, pa.schema([("user_id", pa.string()), ("user_country", pa.string()),
                                            ("user_age_bucket", pa.string()),
@@ -40,13 +40,13 @@ def write_users(model: Path, rows: int, path: Path, chunk: int = 1_000_000, seed
         for start in range(0, rows, chunk):
             n = min(chunk, rows - start)
             lengths = rng.integers(0, 11, n)
-            offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-            history = pa.ListArray.from_arrays(pa.array(offsets), pa.array(shows[rng.integers(0, len(shows), offsets[-1])]))
+            offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+            tokens = shows.take(pa.array(rng.integers(0, len(shows), int(lengths.sum()))))
             writer.write_table(pa.table({
-                "user_id": pa.array(users[rng.integers(0, len(users), n)]),
-                "user_country": pa.array(np.array(countries)[rng.integers(0, len(countries), n)]),
-                "user_age_bucket": pa.array(np.array(ages)[rng.integers(0, len(ages), n)]),
-                "user_history_shows": history,
+                "user_id": users.take(pa.array(rng.integers(0, len(users), n))),
+                "user_country": countries.take(pa.array(rng.integers(0, len(countries), n))),
+                "user_age_bucket": ages.take(pa.array(rng.integers(0, len(ages), n))),
+                "user_history_shows": pa.ListArray.from_arrays(offsets, tokens),
             }))
 
 

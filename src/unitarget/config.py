@@ -137,7 +137,7 @@ class LossConfig(_Strict):
 class OptimConfig(_Strict):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(200, ge=0)
+    warmup_steps: int = Field(200, ge=0, description="linear warm-up steps, at most a third of the run's steps")
     decay: Literal["cosine", "none"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
 

@@ -14,10 +14,17 @@ def make_optimizer(parameters, config: OptimConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
 
+#: The warm-up lasts at most 1 / WARMUP_SHARE_MAX of the run's steps.
+WARMUP_SHARE_MAX = 3
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = min(config.warmup_steps, max(total_steps - 1, 0))
+    # At most a third of the run: fine-tuning on a small log has few steps (72 for 25,000 rows),
+    # and a 200-step warm-up would keep the learning rate rising until the run ends. (Every run of
+    # the default world, 660 steps and more, keeps its full 200 steps.)
+    warmup = min(config.warmup_steps, total_steps // WARMUP_SHARE_MAX)
 
     def factor(step: int) -> float:
         if step < warmup:
