@@ -204,7 +204,8 @@ def ablate(
     config_file: ConfigOption = None,
     rows: Annotated[Optional[int], typer.Option(help="camoe: sample this many training-day ad impressions (smaller study)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="camoe: overrides train.max_epochs")] = None,
-    resume: Annotated[bool, typer.Option(help="camoe: keep the runs already in OUT/camoe_runs.jsonl")] = False,
+    resume: Annotated[bool, typer.Option(help="camoe: keep the runs already in OUT/camoe_runs.jsonl (the paper "
+                                              "study always reuses finished runs in OUT/runs)")] = False,
 ) -> None:
     """Train every ablation of a study with several seeds and write its report."""
     from unitarget.config import load_config
