@@ -62,24 +62,26 @@ class RequestEncoder:
         ids = np.zeros((n, self.width), dtype=np.int32)
         flags: dict[str, np.ndarray] = {}
         for j, name in enumerate(layout.categorical):
-            values = [r.get(name) for r in rows] if name in self.per_candidate else [shared.get(name)]
+            values = self._values(name, rows, shared)
             local = self.lookups[name](values)
             ids[:, j] = local + layout.offsets[name]  # one shared value broadcasts over the rows
             given = np.array([v is not None for v in values])
             flags[name] = np.broadcast_to(given & (local == OOV), (n,))
         for name, start, stop in layout.bags:
-            bags = [r.get(name) for r in rows] if name in self.per_candidate else [shared.get(name)]
-            block, unknown = self._bags(name, bags, stop - start)
+            block, unknown = self._bags(name, self._values(name, rows, shared), stop - start)
             ids[:, start:stop] = block
             flags[name] = np.broadcast_to(unknown, (n,))
         dense = np.zeros((n, layout.dense_dim), dtype=np.float32)
         col = 0
         for name, width in layout.dense:
             if name in self.numeric_stats:  # vectors cannot be sent in a request: zeros, as if absent
-                values = [r.get(name) for r in rows] if name in self.per_candidate else [shared.get(name)]
-                dense[:, col] = self._numeric(name, values)
+                dense[:, col] = self._numeric(name, self._values(name, rows, shared))
             col += width
         return ids, dense, flags
+
+    def _values(self, name: str, rows: list[dict[str, Any]], shared: dict[str, Any]) -> list[Any]:
+        """A candidate field's value per candidate, or a user or context field's one value."""
+        return [row.get(name) for row in rows] if name in self.per_candidate else [shared.get(name)]
 
     def _bags(self, name: str, bags: list[list[str] | None], length: int) -> tuple[np.ndarray, np.ndarray]:
         """(len(bags), length) table rows of the first ``length`` tokens (0 pads), and whether any
