@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-CAMPAIGN = {"show_id": "s00036", "format": "audio", "slot": "pre_roll", "surface": "in_stream_audio"}
+CAMPAIGN = {"show_id": "s00010", "format": "audio", "slot": "pre_roll", "surface": "in_stream_audio"}
 
 
 def write_users(model: Path, rows: int, path: Path, chunk: int = 1_000_000, seed: int = 0) -> None:

@@ -39,7 +39,7 @@ DEFAULT_CHUNK_ROWS = 65_536
 class CampaignSpec(Candidate, Context):
     """One campaign: the candidate's content and creative fields plus the context, flat.
 
-    Example: {"show_id": "s00036", "campaign_id": "c00030", "creative_id": "cr000076",
+    Example: {"show_id": "s00010", "campaign_id": "c00030", "creative_id": "cr000076",
     "format": "video", "slot": "pre_roll", "surface": "in_stream_video"}.
     """
 
