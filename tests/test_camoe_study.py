@@ -103,4 +103,7 @@ def test_arms_cover_the_issue_and_each_ablation_changes_one_thing():
     assert all(t.formats is None for t in config["camoe-no-mask"].tasks)
     assert all(t.formats == (t.name.split("_")[1],) for t in camoe.tasks)
     assert config["camoe-no-cross"].model.cross.layers == 0 and camoe.model.cross.layers == 2
+    no_experts = config["camoe-no-experts"]  # CAMoE minus its experts: same crosses, tasks and mask
+    assert no_experts.model.encoder == "shared_bottom" and no_experts.model.cross == camoe.model.cross
+    assert no_experts.tasks == camoe.tasks
     assert len(arms["single-task"].configs(Config(), 0)) == 3

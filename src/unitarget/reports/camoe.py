@@ -236,6 +236,7 @@ ABLATIONS: tuple[tuple[str, str, str], ...] = (
     ("ple", "mmoe", "task-specific experts and a second level (PLE) instead of MMoE"),
     ("camoe-no-cross", "mmoe", "experts per modality group besides the shared ones (one level, no crosses)"),
     ("camoe", "camoe-no-cross", "DCN-v2 cross layers"),
+    ("camoe", "camoe-no-experts", "experts and gates (shared and per group) over a shared bottom, both with crosses"),
     ("camoe", "camoe-no-mask", "the format mask"),
     ("camoe-experts-2-1", "camoe", "fewer experts (2 shared + 1 per group)"),
     ("camoe-experts-8-2", "camoe", "more experts (8 shared + 2 per group)"),

@@ -81,6 +81,8 @@ def camoe_arms() -> list[Arm]:
             ({**per_format, "model": {"encoder": "ple", "experts": {"levels": 2}}},)),
         Arm("camoe", "CAMoE: modality groups + DCN-v2 + format mask", camoe()),
         Arm("camoe-no-cross", "CAMoE without cross layers", camoe(cross={"layers": 0}), True),
+        Arm("camoe-no-experts", "CAMoE without experts: shared bottom + DCN-v2 + format mask",
+            ({**per_format, "model": {**sb, "cross": CAMOE_MODEL["cross"]}},), True),
         Arm("camoe-no-mask", "CAMoE without the format mask",  # same groups, named since no task has formats
             ({"tasks": format_tasks(masked=False), "model": _merge_dicts(CAMOE_MODEL, {"experts": {"groups": {
                 "audio": [f"{label}_audio" for label in LABELS],
