@@ -119,7 +119,6 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
     Each worker holds its own model and counters: ``/v1/reload`` reaches the one worker that answers
     it, so with several workers deploy a version by restarting (or reload each worker).
     """
-    run = functools.partial(_serve_on, settings, access_log, log_level)
     if workers == 1:
         import uvicorn
 
@@ -127,7 +126,8 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
                                 access_log=access_log, log_level=log_level, timeout_graceful_shutdown=10)
         uvicorn.Server(config).run()
     else:
-        supervise(run, host=host, port=port, workers=workers)
+        supervise(functools.partial(_serve_on, settings, access_log, log_level), host=host, port=port,
+                  workers=workers)
 
 
 def _serve_on(settings: ServiceSettings, access_log: bool, log_level: str, sock: socket.socket) -> None:
