@@ -4,6 +4,10 @@ The table is what ``FeatureEncoder.transform`` read at training time: one row pe
 user's and the context's fields repeated on every row, ``ts`` from the request (or now), ``source``
 null (no model reads it). Every standard feature column is present; a field the request left out is
 null, which the encoder reads as unknown (OOV row, empty bag, zero dense input).
+
+The service scores requests through ``encoding.RequestEncoder`` instead (no table, one lookup per
+distinct value); ``request_table`` stays the definition of what a request means as log rows, the
+reference that encoder is tested against. Audience scoring builds its chunks from the same columns.
 """
 
 from __future__ import annotations
