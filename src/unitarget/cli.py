@@ -7,7 +7,6 @@ printed as one message and the command exits with status 2, without a traceback.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,15 @@ def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def _set_threads(threads: int | None) -> None:
+    """``train.threads``: torch's intra-op threads for this process, set here and nowhere in the
+    library (a notebook or service embedding unitarget keeps its own setting)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _config(config_file: Path | None, preset: str | None, seed: int | None):
@@ -86,12 +94,16 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command")] = False,
 ) -> None:
     """Train a model on an impression log (validated against the data contract first)."""
-    from unitarget.pipeline import TRAINING_FILE, train as train_model
+    from unitarget.pipeline import train as train_model
     from unitarget.progress import RichTrainingHooks
+    from unitarget.runs import TRAINING_FILE
 
     config = _config(config_file, preset, seed)
-    train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"))
-    console.print(f"model written to {out} (details in {out / TRAINING_FILE})")
+    _set_threads(config.train.threads)
+    trained = train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"))
+    record = trained.record
+    console.print(f"model written to {out}: best epoch {record.best_epoch + 1} of {len(record.history)}, "
+                  f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
 
 
 @app.command()
@@ -107,18 +119,20 @@ def finetune(
 ) -> None:
     """Add a task head to a trained model and train it on a (small) log of the new objective."""
     from unitarget.config import parse_task_spec, read_mapping
-    from unitarget.pipeline import TRAINING_FILE, finetune as finetune_model, load_model
+    from unitarget.pipeline import finetune as finetune_model, load_model
     from unitarget.progress import RichTrainingHooks
+    from unitarget.runs import TRAINING_FILE
 
     spec = parse_task_spec(task)
     overrides = read_mapping(config_file) if config_file else None
-    finetune_model(load_model(model), data, out, spec, freeze_encoder=freeze_encoder, init_from=init_from,
-                   overrides=overrides, hooks=RichTrainingHooks(console, f"finetune {spec.name}"))
-    old_heads = json.loads((out / TRAINING_FILE).read_text())["old_heads_valid_ap"]
+    base = load_model(model)
+    _set_threads((overrides or {}).get("train", {}).get("threads", base.config.train.threads))
+    tuned = finetune_model(base, data, out, spec, freeze_encoder=freeze_encoder, init_from=init_from,
+                           overrides=overrides, hooks=RichTrainingHooks(console, f"finetune {spec.name}"))
     table = Table(title="old heads, validation AP on the new log (before → after)")
     for column in ("task", "before", "after", "change"):
         table.add_column(column, justify="left" if column == "task" else "right")
-    for name, ap in old_heads.items():
+    for name, ap in tuned.record.old_heads_valid_ap.items():
         change = (ap["after"] - ap["before"]) / ap["before"] if ap["before"] else float("nan")
         table.add_row(name, f"{ap['before']:.4f}", f"{ap['after']:.4f}", f"{change:+.2%}")
     out_console.print(table)

@@ -1,21 +1,11 @@
 """The library API behind the CLI: train, load, predict and evaluate, callable from a notebook.
 
-A run directory holds everything serving needs and nothing that can execute code on load:
-
-    config.json    the validated configuration the model was trained with
-    encoder.json   fitted vocabularies, bag lengths, numeric statistics, tier map
-    model.pt       best-validation weights (a tensor dict, read with weights_only=True)
-    training.json  history per epoch, data range, skipped features, timings
-
-Training writes into ``.<run>.partial/`` beside the target and moves it into place only when it
-has finished, so a crash, a bad input or Ctrl-C never replaces a good run; ``resume=True``
-continues from the partial directory's last checkpoint.
+What a run directory holds and how it is staged and published is ``runs``'s business; what a
+training builds is ``training.setup``'s; this module wires them to the contract's logs.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from unitarget import contract
-from unitarget.config import Config, TaskSpec, config_from_mapping, merge
+from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
-from unitarget.data.split import split_newest_days, time_range
+from unitarget.data.split import split_newest_days
 from unitarget.errors import ContractError, UnitargetError
 from unitarget.evaluation import (
     ADS_STREAM,
@@ -42,20 +31,14 @@ from unitarget.evaluation import (
     average_precision,
     evaluate_segments,
 )
-from unitarget.io import atomic_output, atomic_write_json, iter_log, publish_directory, read_log
+from unitarget.io import atomic_output, iter_log, read_log
 from unitarget.models import MultiTaskModel, build_model
+from unitarget.runs import CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run, run_fingerprint, save_run
 from unitarget.scoring import predict_probabilities
-from unitarget.training import checkpoint
-from unitarget.training.balancing import make_balancer
-from unitarget.training.loop import BEST_WEIGHTS_FILE, CHECKPOINT_FILE, SilentHooks, TrainingHooks, fit
-from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
-from unitarget.training.tasks import TaskSet
+from unitarget.training.loop import SilentHooks, TrainingHooks, fit
+from unitarget.training.setup import build_setup
+from unitarget.training.tasks import TaskSet, labels_of
 from unitarget.validation import normalise_ts, validate_log
-
-CONFIG_FILE = "config.json"
-ENCODER_FILE = "encoder.json"
-TRAINING_FILE = "training.json"
-_FINGERPRINT_FILE = "fingerprint.json"
 
 
 def load_log(data: str | Path | pa.Table, config: Config, *, require_labels: bool = True) -> pa.Table:
@@ -71,15 +54,20 @@ def load_log(data: str | Path | pa.Table, config: Config, *, require_labels: boo
 
 @dataclass
 class TrainedModel:
+    """A trained model with the configuration and fitted encoder it needs to score contract rows."""
+
     config: Config
     encoder: FeatureEncoder
     model: MultiTaskModel
+    #: how it was trained (``training.json``); None for a model assembled by hand
+    record: TrainingRecord | None = None
 
     @property
     def tasks(self) -> TaskSet:
         return TaskSet(self.config.tasks, self.config.sources)
 
     def encode(self, table: pa.Table) -> Batch:
+        """Encode validated contract rows exactly as training did (unknown ids -> OOV rows)."""
         return self.encoder.transform(table)
 
     def probabilities(self, table: pa.Table) -> np.ndarray:
@@ -110,6 +98,8 @@ class TrainedModel:
         return tuple(targets)
 
     def evaluate(self, table: pa.Table) -> EvaluationResult:
+        """AP, ROC-AUC, log loss and calibration of ``evaluation_targets`` per popularity segment
+        on labelled contract rows (with the oracle AP where the log carries true probabilities)."""
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size, self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
@@ -123,28 +113,22 @@ class TrainedModel:
         return evaluate_segments(predictions, labels, source, batch.tier.numpy(), self.evaluation_targets(),
                                  truths or None)
 
-    def save(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / CONFIG_FILE, self.config.to_json_dict())
-        atomic_write_json(run_dir / ENCODER_FILE, self.encoder.to_dict())
-        checkpoint.save({"model": self.model.state_dict()}, run_dir / BEST_WEIGHTS_FILE)
+    def save(self, run_dir: str | Path) -> None:
+        """Write this model as a run directory (config, encoder, weights, and the record if any)."""
+        save_run(run_dir, self.config, self.encoder, self.model.state_dict(), self.record)
 
 
 def load_model(run_dir: str | Path) -> TrainedModel:
-    run_dir = Path(run_dir)
-    for name in (CONFIG_FILE, ENCODER_FILE, BEST_WEIGHTS_FILE):
-        if not (run_dir / name).is_file():
-            raise UnitargetError(f"{run_dir} is not a trained unitarget run: {name} is missing")
-    config = config_from_mapping(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir / CONFIG_FILE))
-    encoder = FeatureEncoder.from_dict(json.loads((run_dir / ENCODER_FILE).read_text()))
-    model = build_model(config.model, encoder.layout_, [t.name for t in config.tasks], config.task_groups())
-    weights = checkpoint.load(run_dir / BEST_WEIGHTS_FILE)
+    """Load a run directory written by ``train``/``finetune`` (weights read without executing code)."""
+    run = read_run(run_dir)
+    model = build_model(run.config.model, run.encoder.layout_, [t.name for t in run.config.tasks],
+                        run.config.task_groups())
     try:
-        model.load_state_dict(weights["model"])
-    except (KeyError, RuntimeError) as err:
-        raise UnitargetError(f"{run_dir / BEST_WEIGHTS_FILE} does not match {CONFIG_FILE}: {err}") from None
+        model.load_state_dict(run.weights)
+    except RuntimeError as err:
+        raise UnitargetError(f"{run.path / WEIGHTS_FILE} does not match {CONFIG_FILE}: {err}") from None
     model.eval()
-    return TrainedModel(config, encoder, model)
+    return TrainedModel(run.config, run.encoder, model, run.record)
 
 
 def train(
@@ -155,15 +139,16 @@ def train(
     resume: bool = False,
     hooks: TrainingHooks | None = None,
 ) -> TrainedModel:
-    """Validate, split by time, fit encoders, train with early stopping, and publish ``out``."""
+    """Validate, split by time, fit encoders, train with early stopping, and publish ``out``.
+
+    The returned model carries its ``record`` (what ``training.json`` holds). ``resume``
+    continues an interrupted run of the same training (same fingerprint) from its last epoch.
+    """
     started = time.perf_counter()
-    fit_rows, valid_rows = _split_training_log(data, config)
-    tasks = TaskSet(config.tasks, config.sources)
-    encoder = FeatureEncoder(config.features, config.sources, tasks.labels).fit(fit_rows)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model, encoder.layout_, tasks.names, config.task_groups())
-    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
-                              start_at_rate=tasks.names, resume=resume, hooks=hooks, started=started)
+    fit_rows, valid_rows = split_training_log(data, config)
+    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(fit_rows)
+    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, resume=resume, hooks=hooks,
+                              started=started)
 
 
 def finetune(
@@ -183,7 +168,8 @@ def finetune(
     The new head starts fresh at its base rate, or as a copy of head ``init_from``. With
     ``freeze_encoder`` only the new head learns and the old heads' outputs cannot change; without
     it, the old tasks keep training beside the new one on ``data`` so the shared encoder does not
-    drift away from them. Model selection uses the new task's validation AP.
+    drift away from them. Model selection uses the new task's validation AP. The record holds the
+    old heads' validation AP on ``data`` before and after (``old_heads_valid_ap``).
     """
     started = time.perf_counter()
     if task.name in base.model.task_names:
@@ -193,21 +179,19 @@ def finetune(
     tasks = [t.model_dump() for t in base.config.tasks] + [task.model_dump()]
     config = merge(base.config, {"tasks": tasks, **(overrides or {})})
     config = merge(config, {"evaluation": {"selection_task": task.name}})
-    fit_rows, valid_rows = _split_training_log(data, config)
-    names = [t.name for t in config.tasks]
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model, base.encoder.layout_, names, config.task_groups())
-    model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
-    if init_from is not None:
-        model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
-    if freeze_encoder:
-        model.freeze(except_towers=[task.name])
-    encoder = base.encoder.with_labels(TaskSet(config.tasks, config.sources).labels)
-    trained = _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, model,
-                                 start_at_rate=[] if init_from else [task.name], resume=False, hooks=hooks,
-                                 started=started)
-    _record_old_heads(base, trained, encoder.transform(valid_rows), Path(out) / TRAINING_FILE)
-    return trained
+    fit_rows, valid_rows = split_training_log(data, config)
+
+    def from_base(model: MultiTaskModel) -> None:
+        model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
+        if init_from is not None:
+            model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
+        if freeze_encoder:
+            model.freeze(except_towers=[task.name])
+
+    encoder = base.encoder.with_labels(labels_of(config.tasks))
+    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, resume=False, hooks=hooks,
+                              started=started, prepare=from_base, fresh_towers=[] if init_from else [task.name],
+                              base=base)
 
 
 def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
@@ -219,22 +203,10 @@ def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     return {name: average_precision(targets[rows[:, j], j], probs[rows[:, j], j]) for j, name in enumerate(tasks.names)}
 
 
-def _record_old_heads(base: TrainedModel, tuned: TrainedModel, valid: Batch, record: Path) -> None:
-    """Add the old heads' validation AP before and after fine-tuning to the run's training record.
-
-    ``valid`` is encoded for the fine-tuned task set, whose label columns extend the base model's
-    in the same order, so both models read their own labels from it.
-    """
-    before, after = head_aps(base, valid), head_aps(tuned, valid)
-    training = json.loads(record.read_text())
-    training["old_heads_valid_ap"] = {t: {"before": before[t], "after": after[t]} for t in before}
-    atomic_write_json(record, training)
-
-
-def _split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
+def split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
+    """The validated log's rows from the sources the tasks learn from, split into fit rows and the
+    newest ``train.valid_days`` for model selection: exactly the rows ``train`` uses."""
     table = _training_rows(load_log(data, config), config)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
     return split_newest_days(table, config.train.valid_days, purpose="validation")
 
 
@@ -244,70 +216,50 @@ def _train_and_publish(
     out: Path,
     config: Config,
     encoder: FeatureEncoder,
-    model: MultiTaskModel,
     *,
-    start_at_rate: Sequence[str],
     resume: bool,
     hooks: TrainingHooks | None,
     started: float,
+    prepare: Callable[[MultiTaskModel], None] | None = None,
+    fresh_towers: Sequence[str] | None = None,
+    base: TrainedModel | None = None,
 ) -> TrainedModel:
-    tasks = TaskSet(config.tasks, config.sources)
+    """Train in ``out``'s staging directory and publish it with its record, written once."""
     train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
-    for name, rate in zip(tasks.names, tasks.base_rates(train_batch)):
-        if name in start_at_rate:
-            model.towers[name].start_at_rate(rate)
-
-    staging = out.parent / f".{out.name}.partial"
-    _prepare_staging(staging, _fingerprint(fit_rows, valid_rows, config), resume)
+    setup = build_setup(config, encoder.layout_, train_batch, prepare=prepare, fresh_towers=fresh_towers)
+    span = DataSpan.of(fit_rows, valid_rows)
+    staging = Staging(out).start(fingerprint(config, span), resume=resume)
     state = fit(
-        model, tasks, train_batch,
-        sampler=_sampler(train_batch, config),
-        balancer=make_balancer(config.loss.method, tasks.weights, alpha=config.loss.gradnorm_alpha,
-                               seed=config.train.seed),
+        setup.model, setup.tasks, train_batch, sampler=setup.sampler, balancer=setup.balancer,
         validate=lambda m: _validation_score(m, valid_batch, config),
-        train_config=config.train,
-        optim_config=config.optim,
-        run_dir=staging,
-        resume=resume,
+        train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
         hooks=hooks or SilentHooks(),
     )
-    trained = TrainedModel(config, encoder, model)
-    trained.save(staging)
-    atomic_write_json(staging / TRAINING_FILE, {
-        "history": state.history,
-        "best_epoch": state.best_epoch,
-        "best_valid_score": state.best_score,
-        "rows": {"train": len(train_batch), "valid": len(valid_batch)},
-        "train_range": time_range(fit_rows),
-        "valid_range": time_range(valid_rows),
-        "features_used": [c.name for c in encoder.columns_],
-        "features_skipped": encoder.skipped_,
-        "tier_source": encoder.tier_map_.source_,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds": time.perf_counter() - started,
-    })
-    (staging / CHECKPOINT_FILE).unlink(missing_ok=True)
-    (staging / _FINGERPRINT_FILE).unlink(missing_ok=True)
-    publish_directory(staging, out)
+    trained = TrainedModel(config, encoder, setup.model)
+    old_heads = None
+    if base is not None:
+        before, after = head_aps(base, valid_batch), head_aps(trained, valid_batch)
+        old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
+    trained.record = TrainingRecord(
+        history=state.history, best_epoch=state.best_epoch, best_valid_score=state.best_score, span=span,
+        features_used=[c.name for c in encoder.columns_], features_skipped=encoder.skipped_,
+        tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
+        seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads,
+    )
+    staging.publish(config, encoder, trained.record)
     return trained
 
 
 def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
-    """Whether the finished run at ``run_dir`` was trained with ``config`` on these ``table`` rows
-    (same configuration, and the same fit / validation split by row count and time range): the
-    run ``train(table, ..., config)`` would produce again, since training is deterministic."""
-    try:
-        record = json.loads((run_dir / TRAINING_FILE).read_text())
-        saved = config_from_mapping(json.loads((run_dir / CONFIG_FILE).read_text()), str(run_dir))
-    except (OSError, ValueError, UnitargetError):
-        return False
-    if saved.to_json_dict() != config.to_json_dict() or not (run_dir / BEST_WEIGHTS_FILE).is_file():
+    """Whether the finished run at ``run_dir`` is the run ``train(table, ..., config)`` would
+    produce again (training is deterministic): the same fingerprint, i.e. the same training part
+    of the configuration and the same fit / validation rows."""
+    found = run_fingerprint(run_dir)
+    if found is None:
         return False
     fit_rows, valid_rows = split_newest_days(_training_rows(table, config), config.train.valid_days,
                                              purpose="validation")
-    expected = {"rows": {"train": fit_rows.num_rows, "valid": valid_rows.num_rows},
-                "train_range": list(time_range(fit_rows)), "valid_range": list(time_range(valid_rows))}
-    return all(json.loads(json.dumps(record.get(k))) == v for k, v in expected.items())
+    return found == fingerprint(config, DataSpan.of(fit_rows, valid_rows))
 
 
 def _training_rows(table: pa.Table, config: Config) -> pa.Table:
@@ -323,15 +275,6 @@ def _float_labels(table: pa.Table, label: str) -> np.ndarray:
     if label not in table.column_names:
         return np.full(table.num_rows, np.nan)
     return table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
-
-
-def _sampler(batch: Batch, config: Config) -> NaturalSampler | SourceBalancedSampler:
-    size, seed = config.train.batch_size, config.train.seed
-    present = set(torch.unique(batch.source).tolist())
-    if not config.sampling.balanced or len(present) < 2:
-        return NaturalSampler(len(batch), size, seed)
-    shares = {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
-    return SourceBalancedSampler(batch.source, size, shares, seed)
 
 
 def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
@@ -357,30 +300,6 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
         )
     finite = [v for v in details.values() if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("-inf")), details
-
-
-def _fingerprint(fit_rows: pa.Table, valid_rows: pa.Table, config: Config) -> dict[str, Any]:
-    return {
-        "train_rows": fit_rows.num_rows,
-        "valid_rows": valid_rows.num_rows,
-        "train_range": list(time_range(fit_rows)),
-        "config": config.to_json_dict(),
-    }
-
-
-def _prepare_staging(staging: Path, fingerprint: dict[str, Any], resume: bool) -> None:
-    if resume:
-        if not (staging / CHECKPOINT_FILE).is_file():
-            raise UnitargetError(f"nothing to resume: no interrupted run in {staging}")
-        saved = json.loads((staging / _FINGERPRINT_FILE).read_text())
-        if saved != json.loads(json.dumps(fingerprint)):
-            raise UnitargetError(
-                f"cannot resume from {staging}: the data or configuration differ from the interrupted run"
-            )
-        return
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    atomic_write_json(staging / _FINGERPRINT_FILE, fingerprint)
 
 
 def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path, *,

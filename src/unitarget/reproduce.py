@@ -8,7 +8,6 @@ with the figures measured in this run.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -21,7 +20,7 @@ from unitarget.config import Config, merge
 from unitarget.data.split import split_newest_days
 from unitarget.evaluation import EvaluationResult
 from unitarget.io import atomic_write_json, atomic_write_text, read_log
-from unitarget.pipeline import TRAINING_FILE, load_log, train
+from unitarget.pipeline import load_log, train
 from unitarget.presets import BASELINE_PRESET, TABLE1_ORDER, apply_preset
 from unitarget.reports.reproduction import ReproductionFacts, render_report
 from unitarget.synth import WorldParams, write_synthetic_dataset
@@ -70,7 +69,7 @@ def reproduce(
         log(f"training {name}")
         trained = train(train_rows, run_dir, setup, hooks=hooks_for(name))
         results[name] = trained.evaluate(test_rows)
-        training[name] = json.loads((run_dir / TRAINING_FILE).read_text())
+        training[name] = trained.record.to_dict()
         atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
 
     ab = None

@@ -33,10 +33,10 @@ from unitarget.errors import UnitargetError
 from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
 from unitarget.models.embeddings import FeatureEmbedder
-from unitarget.pipeline import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, TrainedModel, load_model
+from unitarget.pipeline import TrainedModel, load_model
+from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE as BEST_WEIGHTS_FILE
 from unitarget.scoring import predict_probabilities
 from unitarget.serving import manifest as mf
-from unitarget.training.loop import BEST_WEIGHTS_FILE
 
 #: Largest |ONNX Runtime - PyTorch| probability accepted on the parity sample.
 PARITY_TOLERANCE = 1e-4

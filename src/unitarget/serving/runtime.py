@@ -22,7 +22,8 @@ import pyarrow as pa
 from unitarget import contract
 from unitarget.data.features import FeatureEncoder
 from unitarget.errors import UnitargetError
-from unitarget.pipeline import ENCODER_FILE, load_model
+from unitarget.pipeline import load_model
+from unitarget.runs import ENCODER_FILE
 from unitarget.serving import manifest as mf
 from unitarget.serving.encoding import RequestEncoder
 from unitarget.serving.export import PARITY_TOLERANCE, onnx_runner, parity_difference

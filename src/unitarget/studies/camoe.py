@@ -10,7 +10,6 @@ encoded once per label set and shared by all arms; models train through the core
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,12 +28,11 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days
 from unitarget.evaluation.formats import ALL_FORMATS, FormatRow, evaluate_formats
-from unitarget.models import MultiTaskModel, build_model
+from unitarget.models import MultiTaskModel
 from unitarget.scoring import predict_probabilities
-from unitarget.training.balancing import StaticWeights
-from unitarget.training.loop import fit
-from unitarget.training.sampling import NaturalSampler
-from unitarget.training.tasks import TaskSet
+from unitarget.training.loop import MemoryStore, fit
+from unitarget.training.setup import build_setup
+from unitarget.training.tasks import labels_of
 
 LABELS = ("click", "stream")
 #: The paper's CAMoE: modality groups, DCN-v2 crosses on the embedded input (low rank), format mask.
@@ -193,20 +191,15 @@ def _selection_score(config: Config, labels: tuple[str, ...],
 
 
 def train_model(config: Config, encoded: EncodedStudy) -> MultiTaskModel:
-    """Build, initialise at base rates and train one model of an arm; returns its best epoch."""
-    tasks = TaskSet(config.tasks, config.sources)
-    encoder, train_batch, valid_batch, _ = encoded.get(tasks.labels)
-    torch.manual_seed(config.train.seed)
-    model = build_model(config.model, encoder.layout_, tasks.names, config.task_groups())
-    for tower, rate in zip(model.towers.values(), tasks.base_rates(train_batch)):
-        tower.start_at_rate(rate)
-    with tempfile.TemporaryDirectory(prefix="unitarget-camoe-") as run_dir:
-        fit(model, tasks, train_batch,
-            sampler=NaturalSampler(len(train_batch), config.train.batch_size, config.train.seed),
-            balancer=StaticWeights(tasks.weights),
-            validate=_selection_score(config, tasks.labels, valid_batch),
-            train_config=config.train, optim_config=config.optim, run_dir=Path(run_dir))
-    return model
+    """Build (``training.setup``: the configured sampler and loss balancer), train and return one
+    model of an arm, holding its best validation epoch's weights."""
+    labels = labels_of(config.tasks)
+    encoder, train_batch, valid_batch, _ = encoded.get(labels)
+    setup = build_setup(config, encoder.layout_, train_batch)
+    fit(setup.model, setup.tasks, train_batch, sampler=setup.sampler, balancer=setup.balancer,
+        validate=_selection_score(config, labels, valid_batch),
+        train_config=config.train, optim_config=config.optim, store=MemoryStore())
+    return setup.model
 
 
 def run_arms(encoded: EncodedStudy, config: Config, arms: Sequence[Arm], seeds: Sequence[int],
@@ -214,8 +207,6 @@ def run_arms(encoded: EncodedStudy, config: Config, arms: Sequence[Arm], seeds: 
              on_run: Callable[[ArmRun], None] = lambda _: None) -> list[ArmRun]:
     """Train every arm with every seed (seed-major, so a stopped study has whole seeds); score each
     on the test days per format. Pairs already in ``done`` are kept, not trained again."""
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
     labels = LABELS
     _, _, _, test = encoded.get(labels)
     truths = _truths(encoded.data.test, labels)

@@ -1,7 +1,8 @@
 """What each encoder costs: parameters, training examples/s and prediction rows/s on the same rows.
 
-A training step here is the loop's own step (take rows -> forward -> masked per-task losses ->
-backward -> Adam), timed over ``steps`` batches after a warm-up; prediction is
+A training step here is the loop's own step (``training.loop.fit`` on the ``training.setup`` of the
+configuration: take rows -> forward -> masked per-task losses -> balance -> backward -> Adam ->
+schedule), timed through its step hook over ``steps`` batches after a warm-up; prediction is
 ``scoring.predict_probabilities`` over ``predict_rows`` rows. "Masked by format" scores each
 format's rows with its own tasks only (``MultiTaskModel.forward_tasks``): the inference-time expert
 masking the CAMoE paper did not deploy, measured here with rows already grouped by format, as a
@@ -10,8 +11,9 @@ request for one ad slot would arrive.
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,11 +22,10 @@ from unitarget.config import Config
 from unitarget.contract import AD_FORMATS
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureLayout
-from unitarget.models import MultiTaskModel, build_model
+from unitarget.models import MultiTaskModel
 from unitarget.scoring import predict_probabilities
-from unitarget.training.sampling import NaturalSampler
-from unitarget.training.schedule import make_optimizer
-from unitarget.training.tasks import TaskSet
+from unitarget.training.loop import MemoryStore, Sampler, fit
+from unitarget.training.setup import TrainingSetup, build_setup
 
 
 @dataclass(frozen=True)
@@ -36,29 +37,50 @@ class Cost:
     predict_rows_per_s: float
 
 
-def _train_speed(model: MultiTaskModel, config: Config, data: Batch, steps: int, warmup: int = 3) -> float:
-    tasks = TaskSet(config.tasks, config.sources)
-    optimizer = make_optimizer(model.parameters(), config.optim)
-    batches = iter(NaturalSampler(len(data), config.train.batch_size, 0).epoch(0))
-    model.train()
-    seen, started = 0, 0.0
-    for step in range(warmup + steps):
-        if step == warmup:
-            seen, started = 0, time.perf_counter()
-        try:
-            index = next(batches)
-        except StopIteration:
-            batches = iter(NaturalSampler(len(data), config.train.batch_size, 0).epoch(step))
-            index = next(batches)
-        batch = data.take(index)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.train.bf16):
-            logits = model(batch)
-        loss = tasks.losses(logits, batch).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        seen += len(index)
-    return seen / (time.perf_counter() - started)
+class _StepClock:
+    """Training hooks that time the steps after a warm-up: examples/s of the loop's own step."""
+
+    def __init__(self, warmup: int, batch_size: int) -> None:
+        self.warmup, self.batch_size = warmup, batch_size
+        self.started = self.stopped = time.perf_counter()  # (no warm-up: from the start of fit)
+        self.timed_steps = 0
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        if step == self.warmup:
+            self.started = time.perf_counter()
+        elif step > self.warmup:
+            self.stopped, self.timed_steps = time.perf_counter(), step - self.warmup
+
+    def on_epoch_end(self, record: dict) -> None:
+        pass
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.timed_steps * self.batch_size / (self.stopped - self.started)
+
+
+class _FirstBatches:
+    """The first ``steps`` batches of a sampler's epoch 0: a short run of the real loop."""
+
+    def __init__(self, sampler: Sampler, steps: int) -> None:
+        self.sampler, self.steps = sampler, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        return itertools.islice(self.sampler.epoch(epoch), self.steps)
+
+
+def _train_speed(setup: TrainingSetup, config: Config, data: Batch, steps: int, warmup: int = 3) -> float:
+    """Examples/s of ``training.loop.fit`` itself (sampler, balancer, schedule and all) over
+    ``steps`` batches after ``warmup`` untimed ones; one epoch, validation left out of the timing."""
+    clock = _StepClock(warmup, config.train.batch_size)
+    fit(setup.model, setup.tasks, data, sampler=_FirstBatches(setup.sampler, warmup + steps),
+        balancer=setup.balancer, validate=lambda _: (0.0, {}),
+        train_config=config.train.model_copy(update={"max_epochs": 1}), optim_config=config.optim,
+        store=MemoryStore(), hooks=clock)
+    return clock.examples_per_s
 
 
 def _format_task_index(config: Config, model: MultiTaskModel) -> dict[int, list[int]]:
@@ -88,11 +110,11 @@ def _predict_masked(model: MultiTaskModel, config: Config, data: Batch) -> float
 def measure_cost(name: str, display: str, config: Config, layout: FeatureLayout, data: Batch, *,
                  steps: int = 30, predict_rows: int = 100_000, masked_by_format: bool = False) -> Cost:
     """Cost of the model ``config`` describes, trained and scored on rows of ``data``."""
-    torch.manual_seed(config.train.seed)
-    tasks = TaskSet(config.tasks, config.sources)
-    model = build_model(config.model, layout, tasks.names, config.task_groups())
-    steps = max(2, min(steps, len(data) // config.train.batch_size))  # at most one pass over the rows
-    train_speed = _train_speed(model, config, data, steps)
+    setup = build_setup(config, layout, data)
+    model = setup.model
+    warmup = min(3, max(0, len(setup.sampler) - 2))
+    steps = max(1, min(steps, len(setup.sampler) - warmup))  # at most one pass over the rows
+    train_speed = _train_speed(setup, config, data, steps, warmup)
     rows = data.slice(0, min(predict_rows, len(data)))
     warm_up = rows.slice(0, min(len(rows), 16_384))
     predict_probabilities(model, warm_up, config.train.eval_batch_size)

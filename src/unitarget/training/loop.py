@@ -1,16 +1,18 @@
-"""The training loop: one function, visible phases, two hooks.
+"""The training loop: one function, visible phases, two hooks and a store.
 
 Phases per step: sample rows -> forward -> masked per-task losses -> balance -> backward -> step.
-Per epoch: validate on the validation split only (never the test split), keep the best weights,
-write a resumable checkpoint atomically, stop early when validation stops improving.
+Per epoch: validate on the validation split only (never the test split), hand the weights to the
+store when they improve, write a resumable checkpoint there, stop early when validation stops
+improving. The loop names no file: a ``TrainingStore`` keeps the best weights and the checkpoint
+(``runs.Staging`` on disk, ``MemoryStore`` for studies that keep nothing).
 """
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -19,18 +21,16 @@ from unitarget.config import OptimConfig, TrainConfig
 from unitarget.data.batch import Batch
 from unitarget.errors import UnitargetError
 from unitarget.models import MultiTaskModel
-from unitarget.training import checkpoint
 from unitarget.training.balancing import LossBalancer
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
 
-CHECKPOINT_FILE = "checkpoint.pt"
-BEST_WEIGHTS_FILE = "model.pt"
+Validate = Callable[[MultiTaskModel], tuple[float, dict[str, float]]]
 
 
 class Sampler(Protocol):
     def __len__(self) -> int: ...
-    def epoch(self, epoch: int): ...
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]: ...
 
 
 class TrainingHooks(Protocol):
@@ -44,6 +44,39 @@ class SilentHooks:
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         pass
+
+
+class TrainingStore(Protocol):
+    """Where what outlives an epoch is kept: the best weights so far and the resumable checkpoint."""
+
+    def save_best(self, weights: dict[str, torch.Tensor]) -> None: ...
+    def load_best(self) -> dict[str, torch.Tensor]: ...
+    def save_checkpoint(self, payload: dict[str, Any]) -> None: ...
+    def load_checkpoint(self) -> dict[str, Any]: ...
+
+
+class MemoryStore:
+    """A ``TrainingStore`` in memory: for studies and benchmarks, whose runs are not resumed."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, torch.Tensor] | None = None
+        self.checkpoint: dict[str, Any] | None = None
+
+    def save_best(self, weights: dict[str, torch.Tensor]) -> None:
+        self.best = copy.deepcopy(weights)
+
+    def load_best(self) -> dict[str, torch.Tensor]:
+        if self.best is None:
+            raise UnitargetError("no best weights were kept")
+        return self.best
+
+    def save_checkpoint(self, payload: dict[str, Any]) -> None:
+        self.checkpoint = payload
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        if self.checkpoint is None:
+            raise UnitargetError("nothing to resume: no checkpoint was kept")
+        return self.checkpoint
 
 
 class TrainingDivergedError(UnitargetError):
@@ -66,56 +99,35 @@ def fit(
     *,
     sampler: Sampler,
     balancer: LossBalancer,
-    validate: Callable[[MultiTaskModel], tuple[float, dict[str, float]]],
+    validate: Validate,
     train_config: TrainConfig,
     optim_config: OptimConfig,
-    run_dir: Path,
+    store: TrainingStore,
     resume: bool = False,
     hooks: TrainingHooks = SilentHooks(),
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best validation weights."""
     optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
-    shared = model.shared_parameters()
-    steps_per_epoch = len(sampler)
-    scheduler = make_scheduler(optimizer, optim_config, steps_per_epoch * train_config.max_epochs)
-    state = TrainState()
-    if resume:
-        state = _restore(run_dir, model, optimizer, scheduler, balancer)
-
+    scheduler = make_scheduler(optimizer, optim_config, len(sampler) * train_config.max_epochs)
+    parts = _Parts(model, optimizer, scheduler, balancer)
+    state = parts.restore(store.load_checkpoint()) if resume else TrainState()
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
-        # ---- train one epoch
-        model.train()
-        started, seen, loss_sum = time.perf_counter(), 0, 0.0
-        for step, index in enumerate(sampler.epoch(epoch)):
-            batch = train.take(index)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=train_config.bf16):
-                logits = model(batch)
-            task_losses = tasks.losses(logits, batch)
-            if not bool(torch.isfinite(task_losses).all()):
-                raise _diverged(epoch, step, task_losses, tasks, scheduler.get_last_lr()[0])
-            optimizer.zero_grad(set_to_none=True)
-            loss = balancer.backward(task_losses, shared)
-            optimizer.step()
-            balancer.after_step()
-            scheduler.step()
-            seen += len(index)
-            loss_value = loss.item()
-            loss_sum += loss_value
-            hooks.on_step(epoch, step + 1, steps_per_epoch, loss_value, seen / (time.perf_counter() - started))
+        started = time.perf_counter()
+        loss_sum, seen = _train_epoch(parts, tasks, train, sampler, epoch, train_config.bf16, hooks)
         train_seconds = time.perf_counter() - started
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)
         improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
         if improved:
             state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
-            checkpoint.save({"model": model.state_dict()}, run_dir / BEST_WEIGHTS_FILE)
+            store.save_best(model.state_dict())
         else:
             state.stale_epochs += 1
         state.epoch = epoch + 1
         record = {
             "epoch": epoch,
-            "train_loss": loss_sum / max(1, steps_per_epoch),
+            "train_loss": loss_sum / max(1, len(sampler)),
             "examples_per_s": seen / train_seconds,
             "seconds": train_seconds,
             "valid_score": score,
@@ -123,11 +135,64 @@ def fit(
             **{f"valid_{k}": v for k, v in details.items()},
         }
         state.history.append(record)
-        _save_checkpoint(run_dir, model, optimizer, scheduler, balancer, state)
+        store.save_checkpoint(parts.checkpoint(state))
         hooks.on_epoch_end(record)
-
-    model.load_state_dict(checkpoint.load(run_dir / BEST_WEIGHTS_FILE)["model"])
+    model.load_state_dict(store.load_best())
     return state
+
+
+@dataclass
+class _Parts:
+    """What a checkpoint holds besides the loop's counters."""
+
+    model: MultiTaskModel
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    balancer: LossBalancer
+
+    def checkpoint(self, state: TrainState) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "rng": torch.get_rng_state(),
+            "state": asdict(state),
+        }
+
+    def restore(self, payload: dict[str, Any]) -> TrainState:
+        self.model.load_state_dict(payload["model"])
+        self.balancer.load_state_dict(payload["balancer"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["rng"])
+        return TrainState(**payload["state"])
+
+
+def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, epoch: int, bf16: bool,
+                 hooks: TrainingHooks) -> tuple[float, int]:
+    """One pass of ``sampler``; returns (sum of step losses, examples seen)."""
+    model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
+    shared = model.shared_parameters()
+    model.train()
+    started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, len(sampler)
+    for step, index in enumerate(sampler.epoch(epoch)):
+        batch = train.take(index)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(batch)
+        task_losses = tasks.losses(logits, batch)
+        if not bool(torch.isfinite(task_losses).all()):
+            raise _diverged(epoch, step, task_losses, tasks, scheduler.get_last_lr()[0])
+        optimizer.zero_grad(set_to_none=True)
+        loss = balancer.backward(task_losses, shared)
+        optimizer.step()
+        balancer.after_step()
+        scheduler.step()
+        seen += len(index)
+        loss_value = loss.item()
+        loss_sum += loss_value
+        hooks.on_step(epoch, step + 1, steps, loss_value, seen / (time.perf_counter() - started))
+    return loss_sum, seen
 
 
 def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, lr: float) -> TrainingDivergedError:
@@ -136,33 +201,3 @@ def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, 
         f"training diverged at epoch {epoch}, step {step}: the loss is not finite ({per_task}; "
         f"learning rate {lr:.3g}). Lower optim.lr, or check the numeric features for extreme values."
     )
-
-
-def _save_checkpoint(run_dir: Path, model, optimizer, scheduler, balancer, state: TrainState) -> None:
-    checkpoint.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "balancer": balancer.state_dict(),
-            "rng": torch.get_rng_state(),
-            "state": {
-                "epoch": state.epoch,
-                "best_score": state.best_score,
-                "best_epoch": state.best_epoch,
-                "stale_epochs": state.stale_epochs,
-                "history": state.history,
-            },
-        },
-        run_dir / CHECKPOINT_FILE,
-    )
-
-
-def _restore(run_dir: Path, model, optimizer, scheduler, balancer) -> TrainState:
-    payload = checkpoint.load(run_dir / CHECKPOINT_FILE)
-    model.load_state_dict(payload["model"])
-    balancer.load_state_dict(payload["balancer"])
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    torch.set_rng_state(payload["rng"])
-    return TrainState(**payload["state"])
