@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unitarget.errors import UnitargetError
+from unitarget.synth.params import WorldParams
 
 app = typer.Typer(
     help="Target podcast ads and promotions with one multi-task model (WSDM 2026, KDD 2025).",
@@ -29,6 +30,9 @@ out_console = Console()
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+#: Default world of `synth` and `reproduce`: WorldParams' own sizes, so they are written only there.
+_WORLD = WorldParams()
 
 
 def _user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,10 +76,11 @@ PresetOption = Annotated[Optional[str], typer.Option(help="Table 1 setup: promo-
 @_user_errors
 def synth(
     out: Annotated[Path, typer.Option(help="directory to write impressions.parquet and world/ into")],
-    users: int = 50_000, shows: int = 4_000, impressions: int = 2_000_000, days: int = 56, seed: int = 0,
+    users: int = _WORLD.n_users, shows: int = _WORLD.n_shows, impressions: int = _WORLD.n_impressions,
+    days: int = _WORLD.n_days, seed: int = _WORLD.seed,
 ) -> None:
     """Generate the synthetic world: an impression log with the true probability of every label."""
-    from unitarget.synth import WorldParams, write_synthetic_dataset
+    from unitarget.synth import write_synthetic_dataset
 
     params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
     with console.status("generating the synthetic world"):
@@ -182,7 +187,8 @@ def evaluate(
 def reproduce(
     out: Annotated[Path, typer.Option(help="results directory (REPORT.md, charts, runs)")] = Path("results"),
     config_file: ConfigOption = None,
-    users: int = 50_000, shows: int = 4_000, impressions: int = 2_000_000, days: int = 56, seed: int = 0,
+    users: int = _WORLD.n_users, shows: int = _WORLD.n_shows, impressions: int = _WORLD.n_impressions,
+    days: int = _WORLD.n_days, seed: int = _WORLD.seed,
     full: Annotated[bool, typer.Option(help="also run every ablation with --seeds seeds and the new-objective "
                                              "learning curve (about an hour at default size)")] = False,
     seeds: Annotated[int, typer.Option(help="seeds per ablation row with --full")] = 3,
@@ -191,7 +197,6 @@ def reproduce(
     from unitarget.config import load_config
     from unitarget.progress import RichTrainingHooks
     from unitarget.reproduce import reproduce as run_reproduction
-    from unitarget.synth import WorldParams
 
     params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
     report = run_reproduction(

@@ -36,6 +36,7 @@ from unitarget.contract import (
     Kind,
 )
 from unitarget.errors import MAX_ROWS_SHOWN, ContractError
+from unitarget.iso8601 import parse_iso8601
 
 __all__ = ["TS_TYPE", "ValidationReport", "normalise_ts", "validate_log"]
 
@@ -64,14 +65,6 @@ _KIND_OF_FEATURE: Final = {
     Kind.NUMERIC: _NUMERIC,
     Kind.VECTOR: _VECTOR,
 }
-
-# ISO-8601 / RFC 3339: date, optional time (minutes, seconds, up to 9 fraction digits), optional zone.
-_ISO_8601: Final = (
-    r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"(?:[Tt ](?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})(?:[.,](?P<fraction>\d{1,9}))?)?)?)?"
-    r"(?:[Zz]|(?P<sign>[+-])(?P<off_hour>\d{2})(?::?(?P<off_minute>\d{2}))?)?$"
-)
-_DAYS_IN_MONTH: Final = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -354,7 +347,7 @@ def _upcast(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
 def _ts_as_utc_us(column: pa.ChunkedArray) -> pa.Array:
     """``ts`` (non-null, any timestamp unit or ISO-8601 strings) as UTC microseconds; raise on bad rows."""
     if _is_string(column.type):
-        micros, ok = _parse_iso8601(column)
+        micros, ok = parse_iso8601(column)
         problem = ("an unparsable timestamp", "unparsable timestamps")
         hint = " (expected ISO-8601, e.g. '2026-01-01T12:00:00Z'; no zone means UTC)"
         _raise_rows(TS, ~ok, (problem[0] + hint, problem[1] + hint), column)
@@ -367,45 +360,3 @@ def _ts_as_utc_us(column: pa.ChunkedArray) -> pa.Array:
     out_of_range = np.abs(raw) > np.iinfo(np.int64).max // factor
     _raise_rows(TS, out_of_range, "a timestamp out of range (beyond year 294,000)", column)
     return pa.array(raw * factor, type=TS_TYPE)
-
-
-def _parse_iso8601(strings: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Parse ISO-8601 strings to (microseconds since the epoch, UTC; ok mask), both shape (N,).
-
-    Fields are pulled out with one regex, checked against the calendar (month 1-12, day within the
-    month, hour < 24, ...), then combined: days_from_civil(y, m, d) * 86400 + h*3600 + m*60 + s
-    - zone offset. Nulls and malformed strings get ok = False and 0 microseconds.
-    """
-    strings = pc.utf8_trim_whitespace(strings.cast(pa.large_string()))
-    parts = pc.extract_regex(strings, _ISO_8601)
-
-    def field(name: str, pad_right: bool = False) -> np.ndarray:
-        text = pc.struct_field(parts, name)
-        # Missing optional parts are "" in the match: "" -> "0"; fractions padded to nanoseconds.
-        text = pc.utf8_rpad(text, 9, "0") if pad_right else pc.utf8_lpad(text, 1, "0")
-        return np.asarray(pc.fill_null(text, "0").cast(pa.int64()).to_numpy(zero_copy_only=False))
-
-    year, month, day = field("year"), field("month"), field("day")
-    hour, minute, second, nanos = field("hour"), field("minute"), field("second"), field("fraction", True)
-    off_hour, off_minute = field("off_hour"), field("off_minute")
-    sign = np.where(_mask(pc.equal(pc.struct_field(parts, "sign"), "-")), -1, 1)
-
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    month_days = _DAYS_IN_MONTH[np.clip(month, 1, 12) - 1] + (leap & (month == 2))
-    ok = _mask(pc.is_valid(parts)) & (month >= 1) & (month <= 12) & (day >= 1) & (day <= month_days)
-    ok &= (hour < 24) & (minute < 60) & (second < 60) & (off_hour < 24) & (off_minute < 60)
-
-    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second
-    seconds -= sign * (off_hour * 3_600 + off_minute * 60)
-    micros = np.where(ok, seconds * 1_000_000 + nanos // 1_000, 0)
-    return micros.astype(np.int64), ok
-
-
-def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), vectorised."""
-    y = year - (month <= 2)
-    era = np.floor_divide(y, 400)
-    year_of_era = y - era * 400
-    day_of_year = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
-    return era * 146_097 + day_of_era - 719_468

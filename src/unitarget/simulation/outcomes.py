@@ -23,7 +23,7 @@ import numpy as np
 from unitarget.simulation.market import Marketplace
 from unitarget.simulation.policy import Served
 from unitarget.synth import World, vocab
-from unitarget.synth.labels import Placements
+from unitarget.synth.placements import Placements
 
 _CHUNK = 262_144
 

@@ -23,8 +23,7 @@ from unitarget.errors import UnitargetError
 from unitarget.pipeline import TrainedModel
 from unitarget.simulation.market import Marketplace
 from unitarget.synth import World, vocab
-from unitarget.synth.labels import Placements
-from unitarget.synth.log import SampledLog
+from unitarget.synth.placements import Placements, SampledLog
 from unitarget.synth.table import build_table
 
 _RANDOM_STREAM = 5  # SeedSequence key of the random arm, apart from the marketplace's streams

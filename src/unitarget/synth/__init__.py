@@ -6,9 +6,10 @@ columns; ``write_synthetic_dataset`` writes both to disk. See docs/synthetic-wor
 """
 
 from unitarget.synth.campaigns import NEVER, Campaigns
-from unitarget.synth.labels import Chain, Placements
-from unitarget.synth.log import SampledLog, generate_log, sample_log, write_synthetic_dataset
+from unitarget.synth.labels import Chain
+from unitarget.synth.log import generate_log, sample_log, write_synthetic_dataset
 from unitarget.synth.params import LabelModel, WorldParams
+from unitarget.synth.placements import Placements, SampledLog
 from unitarget.synth.population import Shows, Users
 from unitarget.synth.world import World
 

@@ -15,57 +15,45 @@ with T(x) = (affinity, user base, show quality, social proof, context, channel) 
     P(stream) = P(c) P(s|c) + (1 - P(c)) P(s|no c),   P(like) = P(s) P(l|s) + (1 - P(s)) P(l|no s).
 
 Like is not observable on audio ads (no like button): its marginal is NaN there.
+
+This module is the one owner of the outcome model: ``World.chain``, ``World.marginals`` and
+``World.true_probabilities`` delegate here. It reads a world through :class:`LatentWorld` rather
+than importing ``World``, so that ``world`` depends on ``labels`` and not the other way round too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from unitarget.synth import vocab
-from unitarget.synth.population import streams_30d
+from unitarget.synth.campaigns import Campaigns
+from unitarget.synth.params import WorldParams
+from unitarget.synth.placements import Placements
+from unitarget.synth.population import Shows, Users, streams_30d
 
-if TYPE_CHECKING:
-    from unitarget.synth.world import World
+_CHUNK = 262_144  # rows per block in marginals: bounds temporaries to ~100 MB
 
 
-@dataclass(frozen=True)
-class Placements:
-    """Index arrays describing impressions, all of one length n (integers)."""
+class LatentWorld(Protocol):
+    """What the outcome model reads of a world; :class:`unitarget.synth.world.World` is one."""
 
-    user: np.ndarray  # user index
-    show: np.ndarray  # show index
-    source: np.ndarray  # 0 = ads, 1 = promotions (vocab.SOURCES)
-    creative: np.ndarray  # creative index for ads; -1 for promotions
-    surface: np.ndarray  # index into vocab.SURFACES
-    device: np.ndarray  # index into vocab.DEVICES
-    slot: np.ndarray  # index into vocab.SLOTS
-    layout: np.ndarray  # index into vocab.LAYOUTS for promotions; -1 for ads
-    hour: np.ndarray  # hour of day 0..23 (UTC)
-    day: np.ndarray  # day index, 0 = WorldParams.start
+    @property
+    def params(self) -> WorldParams: ...
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            object.__setattr__(self, f.name, np.asarray(getattr(self, f.name), dtype=np.int64).ravel())
-        lengths = {len(getattr(self, f.name)) for f in fields(self)}
-        if len(lengths) != 1:
-            raise ValueError(f"Placements arrays differ in length: {sorted(lengths)}")
-        is_ad = self.source == vocab.SOURCE_ADS
-        if np.any(is_ad & (self.creative < 0)):
-            raise ValueError("every ad placement needs a creative index >= 0")
-        if np.any(~is_ad & (self.layout < 0)):
-            raise ValueError("every promotion placement needs a layout index >= 0")
-        if np.any((self.source < 0) | (self.source >= len(vocab.SOURCES))):
-            raise ValueError("source must be 0 (ads) or 1 (promotions)")
+    @property
+    def users(self) -> Users: ...
 
-    def __len__(self) -> int:
-        return len(self.user)
+    @property
+    def shows(self) -> Shows: ...
 
-    def slice(self, lo: int, hi: int) -> Placements:
-        return Placements(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
+    @property
+    def campaigns(self) -> Campaigns: ...
+
+    def affinity(self, user: np.ndarray, show: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +95,13 @@ class Chain:
         }
 
 
-def chain(world: World, p: Placements) -> Chain:
+def marginals(world: LatentWorld, p: Placements) -> dict[str, np.ndarray]:
+    """``Chain.marginals`` of every placement, computed in blocks of rows to bound memory."""
+    parts = [chain(world, p.slice(lo, lo + _CHUNK)).marginals() for lo in range(0, max(len(p), 1), _CHUNK)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
+def chain(world: LatentWorld, p: Placements) -> Chain:
     """The seven conditional probabilities of the module docstring for each placement."""
     lm = world.params.labels
     terms = shared_terms(world, p)  # (n, 6)
@@ -134,7 +128,7 @@ def chain(world: World, p: Placements) -> Chain:
     )
 
 
-def shared_terms(world: World, p: Placements) -> np.ndarray:
+def shared_terms(world: LatentWorld, p: Placements) -> np.ndarray:
     """(n, 6) float64: the terms of params.TERMS for each placement.
 
     affinity      u_user . v_show / sqrt(K)
@@ -161,7 +155,7 @@ def shared_terms(world: World, p: Placements) -> np.ndarray:
     )
 
 
-def _channel(world: World, p: Placements) -> np.ndarray:
+def _channel(world: LatentWorld, p: Placements) -> np.ndarray:
     lm, users = world.params.labels, world.users
     is_ad = p.source == vocab.SOURCE_ADS
     fmt = ad_format(world, p)
@@ -175,7 +169,7 @@ def _channel(world: World, p: Placements) -> np.ndarray:
     return np.where(is_ad, ad, promo) + shared
 
 
-def ad_format(world: World, p: Placements) -> np.ndarray:
+def ad_format(world: LatentWorld, p: Placements) -> np.ndarray:
     """Format index of each placement's creative (0 where there is none, i.e. promotions)."""
     return _take(world.campaigns.creative_format, p.creative, 0).astype(np.int64)
 

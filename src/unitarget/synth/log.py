@@ -14,17 +14,15 @@ Logging policy (documented in docs/synthetic-world.md):
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from unitarget.io import atomic_write_parquet
 from unitarget.synth import vocab
-from unitarget.synth.labels import Placements
 from unitarget.synth.params import WorldParams
+from unitarget.synth.placements import Placements, SampledLog
 from unitarget.synth.table import build_table
 from unitarget.synth.world import World
 
@@ -32,17 +30,6 @@ _DAY_US = 86_400_000_000
 _HOUR_US = 3_600_000_000
 _CHUNK = 262_144
 _LOG_STREAM = 1  # SeedSequence spawn key of the log, apart from the world's streams
-
-
-@dataclass(frozen=True)
-class SampledLog:
-    """Impressions as indices, sorted by time: what build_table turns into contract columns."""
-
-    placements: Placements
-    campaign: np.ndarray  # ads: ad campaign index; promotions: n_ad_campaigns + promo campaign index
-    ts_us: np.ndarray  # int64 microseconds since the epoch, UTC
-    labels: dict[str, np.ndarray]  # int8 per label, -1 where not observed
-    truth: dict[str, np.ndarray]  # float64 marginal probability per label, NaN where not observed
 
 
 def generate_log(world: World) -> pa.Table:
@@ -53,8 +40,8 @@ def generate_log(world: World) -> pa.Table:
 def write_synthetic_dataset(out_dir: Path, params: WorldParams) -> Path:
     """Generate a world and its log; write ``out_dir/world/`` and ``out_dir/impressions.parquet``.
 
-    The Parquet file is written to a temporary file in ``out_dir`` and moved into place with
-    ``os.replace``, so a reader never sees a partial file. Returns the Parquet path.
+    Both are written atomically (``unitarget.io``), so a reader never sees a partial file.
+    Returns the Parquet path.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -62,12 +49,7 @@ def write_synthetic_dataset(out_dir: Path, params: WorldParams) -> Path:
     table = generate_log(world)
     world.save(out_dir / "world")
     path = out_dir / "impressions.parquet"
-    tmp = out_dir / f".impressions.parquet.tmp-{os.getpid()}"
-    try:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=_CHUNK)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_parquet(table, path, compression="zstd", row_group_size=_CHUNK)
     return path
 
 

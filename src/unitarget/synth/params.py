@@ -25,7 +25,7 @@ class LabelModel:
 
     Each conditional probability is ``sigmoid(intercept[source] + weights . terms + own)``, with
     ``terms`` = (affinity, user base propensity, show + publisher quality, social proof, context
-    effect, channel effect); see :data:`TERMS` and ``labels.conditional_logits``. Intercept pairs
+    effect, channel effect); see :data:`TERMS` and ``labels.chain``. Intercept pairs
     are (ads, promotions); effect tuples follow the vocabularies in :mod:`unitarget.synth.vocab`.
     """
 

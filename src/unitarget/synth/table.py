@@ -6,8 +6,6 @@ ListArrays (CSR offsets + values) ``take``-n by the row's user / show.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,11 +13,9 @@ import pyarrow.compute as pc
 from unitarget.contract import FORMAT, IMPRESSION_ID, LABELS, SHOW_ID, SHOW_STREAMS_30D, SOURCE, TS, USER_ID
 from unitarget.contract import REQUIRED_COLUMNS, STANDARD_FEATURES, true_probability_column
 from unitarget.synth import vocab
-from unitarget.synth.labels import Placements, ad_format
-
-if TYPE_CHECKING:
-    from unitarget.synth.log import SampledLog
-    from unitarget.synth.world import World
+from unitarget.synth.labels import ad_format
+from unitarget.synth.placements import Placements, SampledLog
+from unitarget.synth.world import World
 
 #: Required columns, labels, then the standard features, each once, in contract order.
 CONTRACT_ORDER = tuple(dict.fromkeys([*REQUIRED_COLUMNS, *LABELS, *(f.name for f in STANDARD_FEATURES)]))

@@ -8,7 +8,6 @@ can ask for any (user, show, creative, context) combination, logged or not.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,18 @@ from typing import Any
 import numpy as np
 
 from unitarget.contract import tier_of
+from unitarget.io import atomic_output, atomic_write_text
+from unitarget.synth import labels
 from unitarget.synth.campaigns import Campaigns, generate_campaigns
 from unitarget.synth.history import with_histories
-from unitarget.synth import labels
-from unitarget.synth.labels import Chain, Placements
+from unitarget.synth.labels import Chain
 from unitarget.synth.params import WorldParams
+from unitarget.synth.placements import Placements
 from unitarget.synth.population import Shows, Users, generate_shows, generate_users, streams_30d
 
 FORMAT_VERSION = 1
 _PARAMS_FILE = "world.json"
 _ARRAYS_FILE = "arrays.npz"
-_CHUNK = 262_144  # rows per block in true_probabilities: bounds temporaries to ~100 MB
 _GROUPS = {"users": Users, "shows": Shows, "campaigns": Campaigns}
 
 
@@ -51,15 +51,15 @@ class World:
     def save(self, directory: Path) -> None:
         """Write ``directory/world.json`` (params) and ``directory/arrays.npz`` (no pickle), atomically."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         arrays = {
             f"{group}.{f.name}": getattr(getattr(self, group), f.name)
             for group, kind in _GROUPS.items()
             for f in fields(kind)
         }
         meta = {"format_version": FORMAT_VERSION, "params": self.params.to_dict()}
-        _atomic_write(directory / _PARAMS_FILE, lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
-        _atomic_write(directory / _ARRAYS_FILE, lambda fh: np.savez(fh, **arrays))
+        atomic_write_text(directory / _PARAMS_FILE, json.dumps(meta, indent=2))
+        with atomic_output(directory / _ARRAYS_FILE) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, directory: Path) -> World:
@@ -165,19 +165,6 @@ class World:
         return self.marginals(p)
 
     def marginals(self, p: Placements) -> dict[str, np.ndarray]:
-        """:meth:`true_probabilities` for a :class:`Placements`, computed in blocks of rows."""
-        parts = [self.chain(p.slice(lo, lo + _CHUNK)).marginals() for lo in range(0, max(len(p), 1), _CHUNK)]
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        """:meth:`true_probabilities` for a :class:`Placements`, computed in blocks of rows (labels.py)."""
+        return labels.marginals(self, p)
 
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then os.replace."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
