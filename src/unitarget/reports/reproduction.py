@@ -21,7 +21,8 @@ from unitarget import contract
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult
 from unitarget.presets import PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
-from unitarget.reports.table1 import format_relative, relative_change, table1_markdown
+from unitarget.reports.format import format_relative, relative_change
+from unitarget.reports.table1 import table1_markdown
 
 CHANNELS = ((PROMOTIONS_STREAM, "Promotions AP"), (ADS_STREAM, "Ads AP"))
 
