@@ -211,7 +211,8 @@ def ablate(
     from unitarget.config import load_config
     from unitarget.errors import ConfigError
     from unitarget.progress import RichTrainingHooks
-    from unitarget.studies.ablation import paper_variants, run_paper_study
+    from unitarget.experiments.ablation import run_paper_study
+    from unitarget.studies.ablation import paper_variants
 
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}")
@@ -237,7 +238,8 @@ def _ablate_camoe(data: Path, out: Path, config: Any, *, seeds: int, only: str |
     """``ablate --study camoe``: per-format CTR, the encoders and CAMoE's ablations (docs/camoe.md)."""
     from unitarget.config import merge
     from unitarget.errors import ConfigError
-    from unitarget.studies.camoe import camoe_arms, run_camoe_study
+    from unitarget.experiments.camoe import run_camoe_study
+    from unitarget.studies.camoe_arms import camoe_arms
 
     arms = camoe_arms()
     if only:
@@ -266,7 +268,8 @@ def simulate(
 ) -> None:
     """Budget-split A/B test of targeting arms against the synthetic world's truth."""
     from unitarget.config import load_config, merge
-    from unitarget.simulation import parse_arm, run_simulation
+    from unitarget.experiments.simulation import run_simulation
+    from unitarget.simulation import parse_arm
 
     config = load_config(config_file)
     overrides = {k: v for k, v in {"markets": markets, "seed": seed}.items() if v is not None}
