@@ -28,10 +28,10 @@ from unitarget.studies.camoe_results import (
     Cell,
     StudyFacts,
     Summary,
+    arm_parameters,
     click_points,
     facts_to_json,
     main_front,
-    parameters,
     summarise,
     z_score,
 )
@@ -235,7 +235,7 @@ def render_camoe_report(facts: StudyFacts, summary: Summary, front: Sequence[str
         "Each format's impressions are scored by the head that serves that format "
         "(`evaluation.formats.format_task`); `all` pools them. The single-task arm is three models.",
         "",
-        results_table(summary, facts.arms, front, parameters(facts.runs)),
+        results_table(summary, facts.arms, front, arm_parameters(facts.runs)),
         "",
         "![click AP of one format against another](camoe_pareto.png)",
         "",
@@ -269,7 +269,7 @@ def write_camoe_outputs(facts: StudyFacts, out_dir: str | Path) -> Path:
     summary = summarise(facts.runs)
     main = [a.name for a in facts.arms if not a.ablation]
     front = main_front(summary, main)
-    table = results_table(summary, facts.arms, front, parameters(facts.runs))
+    table = results_table(summary, facts.arms, front, arm_parameters(facts.runs))
     atomic_write_text(out_dir / "camoe_table.md", table + "\n")
     atomic_write_text(out_dir / "camoe_table.csv", results_csv(summary, facts.arms))
     atomic_write_text(out_dir / "camoe_runs.csv", runs_csv(facts.runs))

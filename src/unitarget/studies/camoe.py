@@ -42,7 +42,6 @@ from unitarget.training.sampling import NaturalSampler
 from unitarget.training.tasks import TaskSet
 
 
-
 @dataclass(frozen=True)
 class StudyData:
     """The ad impressions of the study, split once: fit / validation (model selection) / test."""

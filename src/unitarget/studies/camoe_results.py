@@ -112,7 +112,8 @@ def z_score(a: Cell, b: Cell) -> float:
     return (a.mean - b.mean) / se if se > 0 else float("nan")
 
 
-def parameters(runs: Sequence[ArmRun]) -> dict[str, int]:
+def arm_parameters(runs: Sequence[ArmRun]) -> dict[str, int]:
+    """arm -> parameters of its model(s)."""
     return {r.arm: r.parameters for r in runs}
 
 
