@@ -24,7 +24,7 @@ from unitarget import contract
 from unitarget.config import Config, merge
 from unitarget.data.features import FeatureEncoder
 from unitarget.reports.camoe import cost_table
-from unitarget.studies.camoe import LABELS, format_tasks
+from unitarget.studies.camoe_arms import LABELS, format_tasks
 from unitarget.studies.cost import encoder_costs
 from unitarget.synth import World, WorldParams, generate_log
 

@@ -9,9 +9,10 @@ from typer.testing import CliRunner
 from unitarget.cli import app
 from unitarget.config import Config
 from unitarget.evaluation.formats import FormatRow
-from unitarget.reports.camoe import pareto_verdict, summarise
-from unitarget.reports.pareto import dominates, pareto_front
-from unitarget.studies.camoe import ArmRun, camoe_arms, read_journal
+from unitarget.reports.camoe import pareto_verdict
+from unitarget.studies.camoe_arms import camoe_arms
+from unitarget.studies.camoe_results import ArmRun, read_journal, summarise
+from unitarget.studies.pareto import dominates, pareto_front
 
 runner = CliRunner()
 

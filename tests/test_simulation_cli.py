@@ -17,7 +17,8 @@ from unitarget.presets import apply_preset
 from unitarget.simulation import ArmSpec, parse_arm
 from unitarget.simulation.market import build_marketplace
 from unitarget.simulation.metrics import METRICS
-from unitarget.simulation.paper import reproduction_section, run_paper_ab
+from unitarget.experiments.simulation import run_paper_ab
+from unitarget.reports.table2 import reproduction_section
 from unitarget.simulation.scorers import ModelScorer, candidate_table, pair_chunks
 from unitarget.evaluation.segments import SEGMENTS
 from unitarget.synth import World

@@ -59,6 +59,12 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _threads_of(config: Any) -> Any:
+    """``config``, after setting the process's threads from its ``train.threads``."""
+    _set_threads(config.train.threads)
+    return config
+
+
 def _config(config_file: Path | None, preset: str | None, seed: int | None):
     from unitarget.config import load_config, merge
     from unitarget.presets import apply_preset
@@ -200,7 +206,7 @@ def reproduce(
 
     params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
     report = run_reproduction(
-        out, params, load_config(config_file),
+        out, params, _threads_of(load_config(config_file)),
         hooks_for=lambda preset: RichTrainingHooks(console, preset),
         log=lambda message: console.print(message, highlight=False),
         full=full, seeds=seeds,
@@ -230,12 +236,13 @@ def ablate(
     from unitarget.config import load_config
     from unitarget.errors import ConfigError
     from unitarget.progress import RichTrainingHooks
-    from unitarget.studies.ablation import paper_variants, run_paper_study
+    from unitarget.experiments.ablation import run_paper_study
+    from unitarget.studies.ablation import paper_variants
 
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}")
     if study == "camoe":
-        _ablate_camoe(data, out, load_config(config_file), seeds=seeds, only=only, rows=rows, epochs=epochs,
+        _ablate_camoe(data, out, _threads_of(load_config(config_file)), seeds=seeds, only=only, rows=rows, epochs=epochs,
                       resume=resume)
         return
     variants = paper_variants()
@@ -245,7 +252,7 @@ def ablate(
         if unknown:
             raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(v.name for v in variants)}")
         variants = [v for v in variants if v.name in wanted or v.name == "promo-baseline"]
-    report = run_paper_study(data, out, load_config(config_file), seeds=range(seeds), variants=variants,
+    report = run_paper_study(data, out, _threads_of(load_config(config_file)), seeds=range(seeds), variants=variants,
                              learning_curve=curve, hooks_for=lambda name: RichTrainingHooks(console, name),
                              log=lambda message: console.print(message, highlight=False))
     console.print(f"report written to {report}")
@@ -256,7 +263,8 @@ def _ablate_camoe(data: Path, out: Path, config: Any, *, seeds: int, only: str |
     """``ablate --study camoe``: per-format CTR, the encoders and CAMoE's ablations (docs/camoe.md)."""
     from unitarget.config import merge
     from unitarget.errors import ConfigError
-    from unitarget.studies.camoe import camoe_arms, run_camoe_study
+    from unitarget.experiments.camoe import run_camoe_study
+    from unitarget.studies.camoe_arms import camoe_arms
 
     arms = camoe_arms()
     if only:
@@ -285,7 +293,8 @@ def simulate(
 ) -> None:
     """Budget-split A/B test of targeting arms against the synthetic world's truth."""
     from unitarget.config import load_config, merge
-    from unitarget.simulation import parse_arm, run_simulation
+    from unitarget.experiments.simulation import run_simulation
+    from unitarget.simulation import parse_arm
 
     config = load_config(config_file)
     overrides = {k: v for k, v in {"markets": markets, "seed": seed}.items() if v is not None}

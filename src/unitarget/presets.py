@@ -1,28 +1,40 @@
-"""The task setups of the paper's Table 1, as configuration overrides.
+"""The catalogue of named setups: the paper's Table 1 presets, the variants the ablation study and
+the main job train beside them, and the paper's Table 1 figures.
 
 A preset only changes which tasks exist and which sources each learns from; the data a model sees
 follows from that (``Config.training_sources``). Everything else — features, architecture,
-optimiser — stays as configured, so the rows of Table 1 differ in the task setup alone.
+optimiser — stays as configured, so the rows of Table 1 differ in the task setup alone. A variant
+is a preset plus configuration overrides. Every setup is defined here once, so the main job's
+diagnostic and the ablation row of the same name are the same configuration (and ``reproduce
+--full`` can reuse one run for both).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from unitarget import contract
 from unitarget.config import Config, merge
+from unitarget.contract import Group
 from unitarget.errors import ConfigError
 
 _P = [contract.PROMOTIONS]
 _A = [contract.ADS]
 _AP = [contract.ADS, contract.PROMOTIONS]
+_ANCILLARY = ("click", "like", "follow")
 
 
 def _tasks(*specs: tuple[str, str, list[str]]) -> list[dict[str, Any]]:
     return [{"name": name, "label": label, "sources": sources} for name, label, sources in specs]
 
 
-_ANCILLARY = ("click", "like", "follow")
+def unified_tasks(promo_sources: list[str], ad_sources: list[str]) -> list[dict[str, Any]]:
+    """The unified model's five tasks; the sources of its two stream heads set the directional
+    mask (the paper's: promotions update ``ad_stream`` too, ads never update ``promo_stream``)."""
+    return _tasks(("promo_stream", "stream", promo_sources), ("ad_stream", "stream", ad_sources),
+                  *((t, t, _AP) for t in _ANCILLARY))
+
 
 #: name -> (display name used in reports, overrides)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -44,13 +56,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "unified": (
         "Promo + Ads 5-task MTL",
-        {
-            "tasks": _tasks(
-                ("promo_stream", "stream", _P),
-                ("ad_stream", "stream", _AP),
-                *((t, t, _AP) for t in _ANCILLARY),
-            )
-        },
+        {"tasks": unified_tasks(_P, _AP)},
     ),
 }
 
@@ -74,6 +80,47 @@ def apply_preset(config: Config, name: str | None) -> Config:
     return merge(config, PRESETS[name][1])
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named setup: a preset plus configuration overrides."""
+
+    name: str
+    display: str
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def setup(self, base: Config) -> Config:
+        """``base`` with the preset and the overrides applied (the seed left as configured)."""
+        return merge(apply_preset(base, self.preset), self.overrides)
+
+    def config(self, base: Config, seed: int) -> Config:
+        return merge(self.setup(base), {"train": {"seed": seed}})
+
+
+#: Balanced batches revisit the smaller source several times per epoch; the natural mix shows
+#: what that costs.
+NATURAL_MIX = Variant("natural-mix", "unified, natural batch mix (no source balancing)", "unified",
+                      {"sampling": {"balanced": False}})
+
+#: Every row of the ablation study (section 4 of the paper): Table 1's presets, the unified
+#: model's switches, feature-group removals, loss balancers.
+ABLATION_VARIANTS: tuple[Variant, ...] = (
+    *(Variant(p, PRESETS[p][0], p) for p in TABLE1_ORDER),
+    Variant("no-mask", "unified, no directional mask (ads also update promo_stream)", "unified",
+            {"tasks": unified_tasks(_AP, _AP)}),
+    Variant("mask-reversed", "unified, mask reversed (ads update promotions, not the reverse)", "unified",
+            {"tasks": unified_tasks(_AP, _A)}),
+    NATURAL_MIX,
+    *(Variant(f"without-{g.value}", f"unified without the {g.value} features", "unified",
+              {"features": {"drop_groups": [g.value]}}) for g in Group),
+    *(Variant(f"loss-{m}", f"unified, {label}", "unified", {"loss": {"method": m}})
+      for m, label in (("uncertainty", "uncertainty weighting"), ("gradnorm", "GradNorm"), ("pcgrad", "PCGrad"))),
+)
+
+#: Variants the main job trains beside Table 1 to explain its result: run name -> variant. The
+#: run name (and the display name in REPORT.md) differs from the ablation row's; the configuration
+#: is the same.
+DIAGNOSTICS: dict[str, Variant] = {"unified-natural-mix": NATURAL_MIX}
 _DIAGNOSTIC_NAMES = {"unified-natural-mix": "Promo + Ads 5-task MTL, natural mix (no source balancing)"}
 
 

@@ -4,6 +4,9 @@ Generate the world -> hold out the newest days as the test split -> train each T
 same older days (each holds out its own newest days for early stopping) -> evaluate all setups on
 the same test rows -> simulate the online A/B test (Table 2) on the test days -> write ``REPORT.md``
 with the figures measured in this run.
+
+Like ``unitarget.experiments``, this module belongs to the experiments layer: it runs studies and
+writes their reports, and nothing but the CLI imports it.
 """
 
 from __future__ import annotations
@@ -11,28 +14,27 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
-from unitarget.config import Config, merge
+from unitarget.config import Config
 from unitarget.data.split import split_newest_days
-from unitarget.evaluation import EvaluationResult
-from unitarget.io import atomic_write_json, atomic_write_text, read_log
-from unitarget.pipeline import load_log, train
-from unitarget.presets import BASELINE_PRESET, TABLE1_ORDER, apply_preset
+from unitarget.experiments.ablation import ablation_sections
+from unitarget.experiments.simulation import run_paper_ab
+from unitarget.io import atomic_write_text, read_log
+from unitarget.pipeline import load_log
+from unitarget.presets import BASELINE_PRESET, DIAGNOSTICS, TABLE1_ORDER, Variant, apply_preset
 from unitarget.reports.reproduction import ReproductionFacts, render_report
+from unitarget.simulation import SimulationResult
+from unitarget.studies.ablation import paper_variants
+from unitarget.studies.table1 import run_setups
 from unitarget.synth import WorldParams, write_synthetic_dataset
 from unitarget.training.loop import SilentHooks, TrainingHooks
 
 REPORT_FILE = "REPORT.md"
-
-#: Variants trained beside Table 1 to explain its result, each a preset plus overrides. Balanced
-#: batches revisit the smaller source several times per epoch; the natural mix shows what that costs.
-DIAGNOSTICS: dict[str, tuple[str, dict]] = {
-    "unified-natural-mix": ("unified", {"sampling": {"balanced": False}}),
-}
 
 
 def reproduce(
@@ -41,50 +43,29 @@ def reproduce(
     config: Config,
     *,
     presets: Sequence[str] = TABLE1_ORDER,
-    diagnostics: dict[str, tuple[str, dict]] = DIAGNOSTICS,
+    diagnostics: Mapping[str, Variant] = DIAGNOSTICS,
     full: bool = False,
     seeds: int = 3,
     hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
+    """Run the main job into ``out`` and return the path of its ``REPORT.md``. ``diagnostics``
+    maps a run name to the variant trained under it beside the Table 1 ``presets``."""
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-
-    log(f"generating the synthetic world ({params.n_impressions:,} impressions, {params.n_days} days)")
-    t0 = time.perf_counter()
-    log_path = write_synthetic_dataset(out / "data", params)
-    synth_seconds = time.perf_counter() - t0
-    table = load_log(read_log(log_path), config)
-    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
-    log(f"{train_rows.num_rows:,} impressions for training, {test_rows.num_rows:,} (newest "
-        f"{config.evaluation.test_days:g} days) for testing")
-
-    results: dict[str, EvaluationResult] = {}
-    training: dict[str, dict] = {}
+    train_rows, test_rows, synth_seconds = _world(out, params, config, log)
     setups = {p: apply_preset(config, p) for p in presets}
-    setups |= {name: merge(apply_preset(config, preset), overrides) for name, (preset, overrides) in diagnostics.items()}
-    for name, setup in setups.items():
-        run_dir = out / "runs" / name
-        log(f"training {name}")
-        trained = train(train_rows, run_dir, setup, hooks=hooks_for(name))
-        results[name] = trained.evaluate(test_rows)
-        training[name] = trained.record.to_dict()
-        atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
-
-    ab = None
-    if {BASELINE_PRESET, "unified"} <= set(setups):  # the paper's online test: Table 2
-        from unitarget.simulation.paper import run_paper_ab
-
-        log(f"simulating the online budget-split A/B test: {BASELINE_PRESET} vs unified, oracle, random")
-        ab = run_paper_ab(out, out / "runs" / BASELINE_PRESET, out / "runs" / "unified", config.simulate, log=log)
-
-    extra_sections = _full_study(train_rows, test_rows, out, config, seeds, hooks_for, log) if full else []
+    setups |= {name: variant.setup(config) for name, variant in diagnostics.items()}
+    runs = run_setups(train_rows, test_rows, out, setups, hooks_for=hooks_for, log=log)
+    ab = _online_test(out, setups, config, log)
+    extra_sections = (_full_study(train_rows, test_rows, out, config, presets, diagnostics, seeds, hooks_for, log)
+                      if full else [])
     facts = ReproductionFacts(
         params=params,
-        results={k: v for k, v in results.items() if k not in diagnostics},
-        diagnostics={k: v for k, v in results.items() if k in diagnostics},
-        training=training,
+        results={k: v for k, v in runs.results.items() if k not in diagnostics},
+        diagnostics={k: v for k, v in runs.results.items() if k in diagnostics},
+        training=runs.training,
         baseline=BASELINE_PRESET,
         train_rows=train_rows,
         test_rows=test_rows,
@@ -99,21 +80,41 @@ def reproduce(
     return report
 
 
-def _full_study(train_rows, test_rows, out: Path, config: Config, seeds: int,
-                hooks_for: Callable[[str], TrainingHooks], log: Callable[[str], None]) -> list[str]:
-    """``--full``: every ablation with ``seeds`` seeds, then the new-objective learning curve."""
-    from unitarget.reports.ablation import write_ablation_report
-    from unitarget.reports.new_objective import new_objective_section
-    from unitarget.studies.ablation import paper_variants, run_ablation
-    from unitarget.studies.new_objective import run_new_objective_study
+def _world(out: Path, params: WorldParams, config: Config,
+           log: Callable[[str], None]) -> tuple[pa.Table, pa.Table, float]:
+    """Generate the world into ``out/data``; its log split into training and test rows, and the
+    seconds the generation took."""
+    log(f"generating the synthetic world ({params.n_impressions:,} impressions, {params.n_days} days)")
+    t0 = time.perf_counter()
+    log_path = write_synthetic_dataset(out / "data", params)
+    synth_seconds = time.perf_counter() - t0
+    table = load_log(read_log(log_path), config)
+    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
+    log(f"{train_rows.num_rows:,} impressions for training, {test_rows.num_rows:,} (newest "
+        f"{config.evaluation.test_days:g} days) for testing")
+    return train_rows, test_rows, synth_seconds
 
-    # The main job's runs are seed config.train.seed of the same-named variants; the diagnostic is
-    # the natural-mix variant. run_ablation reuses each one whose configuration matches exactly.
-    main_runs = {name: out / "runs" / name for name in TABLE1_ORDER}
-    main_runs["natural-mix"] = out / "runs" / "unified-natural-mix"
+
+def _online_test(out: Path, setups: Mapping[str, Config], config: Config,
+                 log: Callable[[str], None]) -> SimulationResult | None:
+    """The paper's online test (Table 2), when both of its arms were trained."""
+    if not {BASELINE_PRESET, "unified"} <= set(setups):
+        return None
+    log(f"simulating the online budget-split A/B test: {BASELINE_PRESET} vs unified, oracle, random")
+    return run_paper_ab(out, out / "runs" / BASELINE_PRESET, out / "runs" / "unified", config.simulate, log=log)
+
+
+def _full_study(train_rows: pa.Table, test_rows: pa.Table, out: Path, config: Config, presets: Sequence[str],
+                diagnostics: Mapping[str, Variant], seeds: int, hooks_for: Callable[[str], TrainingHooks],
+                log: Callable[[str], None]) -> list[str]:
+    """``--full``: every ablation with ``seeds`` seeds, then the new-objective learning curve."""
+    # The main job's runs are seed config.train.seed of the same-named variants, and each
+    # diagnostic of its variant. run_ablation reuses each one whose configuration matches exactly.
+    main_runs = {name: out / "runs" / name for name in presets}
+    main_runs |= {variant.name: out / "runs" / name for name, variant in diagnostics.items()}
     trained_runs = {(name, config.train.seed): path for name, path in main_runs.items()}
-    runs = run_ablation(train_rows, test_rows, out / "ablation", config, variants=paper_variants(),
-                        seeds=range(seeds), hooks_for=hooks_for, log=log, trained_runs=trained_runs)
-    curve = run_new_objective_study(train_rows, test_rows, out / "new_objective", config, log=log)
-    return [write_ablation_report(runs, out, heading="## Ablations (all switches, several seeds)"),
-            new_objective_section(curve, out)]
+    return ablation_sections(
+        train_rows, test_rows, config, runs_dir=out / "ablation", report_dir=out,
+        heading="## Ablations (all switches, several seeds)", variants=paper_variants(), seeds=range(seeds),
+        hooks_for=hooks_for, log=log, trained_runs=trained_runs,
+    )

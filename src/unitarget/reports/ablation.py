@@ -16,10 +16,20 @@ from unitarget.contract import N_TIERS
 from unitarget.evaluation import ADS_STREAM, PROMOTIONS_STREAM
 from unitarget.io import atomic_write_text
 from unitarget.presets import BASELINE_PRESET
-from unitarget.reports.charts import figure, tier_axis, save_png
-from unitarget.reports.table1 import format_relative
-from unitarget.contract import Group
-from unitarget.studies.ablation import SUMMARY_TARGETS, AblationRun, PairedChange, paired_change, summarise
+from unitarget.reports.charts import figure, save_png, tier_axis
+from unitarget.reports.format import format_relative
+from unitarget.studies.ablation import (
+    CLAIMS,
+    COLD_AD_SLICE,
+    LOSS_METHODS,
+    SUMMARY_TARGETS,
+    AblationRun,
+    PairedChange,
+    Verdict,
+    judge,
+    paired_change,
+    summarise,
+)
 
 
 def write_ablation_report(runs: Sequence[AblationRun], out_dir: Path, *, heading: str) -> str:
@@ -73,7 +83,7 @@ def _write_csv(runs: Sequence[AblationRun], path: Path) -> None:
         for row in run.result.rows:
             writer.writerow([run.variant.name, run.seed, row.target, row.segment, row.ap, row.oracle_ap,
                              row.n, row.n_pos, round(run.seconds, 1)])
-        writer.writerow([run.variant.name, run.seed, "ads_stream_cold_ad_history", "all", run.cold_slice_ap,
+        writer.writerow([run.variant.name, run.seed, COLD_AD_SLICE, "all", run.cold_slice_ap,
                          "", "", "", round(run.seconds, 1)])
     atomic_write_text(path, buffer.getvalue())
 
@@ -148,34 +158,13 @@ def _tier_trend(runs: Sequence[AblationRun]) -> str:
     return " ".join(sentences)
 
 
-#: (the paper's claim, variant, reference, target, the sign of variant − reference it predicts).
-#: Sections 3.3 and 4.3 of the WSDM paper, and its abstract on feature groups.
-CLAIMS: tuple[tuple[str, str, str, str, int], ...] = (
-    ("the directional mask keeps ad signals from shaping the promotion heads: without it, Promotions AP "
-     "falls", "no-mask", "unified", PROMOTIONS_STREAM, -1),
-    ("reversing the mask (ads update promotions, promotions no longer update ads) lowers Promotions AP",
-     "mask-reversed", "unified", PROMOTIONS_STREAM, -1),
-    ("reversing the mask lowers Ads AP (promotion signals aid the sparser ad objectives)",
-     "mask-reversed", "unified", ADS_STREAM, -1),
-    ("source-balanced batches keep the model from collapsing toward the larger source: on the natural "
-     "mix Promotions AP falls", "natural-mix", "unified", PROMOTIONS_STREAM, -1),
-    ("ancillary heads help ads: Ads Stream + ANC beats Ads Stream head-only on Ads AP",
-     "ads-anc", "ads-stream-only", ADS_STREAM, +1),
-    ("ancillary heads cannot replace promotions data: Ads Stream + ANC falls behind the promotions "
-     "baseline on Promotions AP", "ads-anc", "promo-baseline", PROMOTIONS_STREAM, -1),
-    *((f"the {g.value} features contribute: without them, {label} falls", f"without-{g.value}", "unified",
-       target, -1) for g in Group for target, label in ((PROMOTIONS_STREAM, "Promotions AP"),
-                                                        (ADS_STREAM, "Ads AP"))),
-)
-LOSS_METHODS = ("loss-uncertainty", "loss-gradnorm", "loss-pcgrad")
-
-
-def _verdict(change: PairedChange, expected: int) -> str:
-    if change.seeds < 2:
-        return "one seed, no spread to judge by"
-    if not change.separable:
-        return "within the seed spread (not separable)"
-    return "**agrees**" if np.sign(change.mean) == expected else "**disagrees**"
+#: How each verdict of ``studies.ablation.judge`` reads in the report.
+_VERDICT_TEXT: dict[Verdict, str] = {
+    "one seed": "one seed, no spread to judge by",
+    "not separable": "within the seed spread (not separable)",
+    "agrees": "**agrees**",
+    "disagrees": "**disagrees**",
+}
 
 
 def _measured(change: PairedChange) -> str:
@@ -192,7 +181,7 @@ def claim_lines(runs: Sequence[AblationRun]) -> str:
         if change is None or not math.isfinite(change.relative):
             continue
         lines.append(f"- Paper: {claim}. Measured: {variant} vs {reference}, {_measured(change)} "
-                     f"({change.seeds} seeds): {_verdict(change, expected)}.")
+                     f"({change.seeds} seeds): {_VERDICT_TEXT[judge(change, expected)]}.")
     balancers = []
     for method in LOSS_METHODS:
         changes = [paired_change(runs, method, "unified", t) for t in (PROMOTIONS_STREAM, ADS_STREAM)]

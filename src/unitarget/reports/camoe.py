@@ -1,5 +1,6 @@
 """Tables and the report of the CAMoE study: AP per format and task over seeds, the Pareto front,
-what each ablation changed, and what each encoder costs.
+what each ablation changed, and what each encoder costs, rendered from the study's facts
+(``studies.camoe_results``).
 
 Every figure in the report is computed from the runs it is given; the sentences that judge them
 (on the front or not, beyond the seed spread or not) are rules applied to those numbers, so a rerun
@@ -12,67 +13,30 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from unitarget.config import Config
 from unitarget.contract import AD_FORMATS
 from unitarget.evaluation.formats import ALL_FORMATS
-from unitarget.reports.pareto import dominates, pareto_front
-from unitarget.studies.camoe import LABELS, Arm, ArmRun
-from unitarget.studies.cost import Cost
-
-COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    (label, fmt) for label in LABELS for fmt in (*AD_FORMATS, ALL_FORMATS)
+from unitarget.io import atomic_write_json, atomic_write_text
+from unitarget.reports.pareto import pareto_chart
+from unitarget.studies.camoe_arms import Arm
+from unitarget.studies.camoe_results import (
+    COLUMNS,
+    ArmRun,
+    Cell,
+    StudyFacts,
+    Summary,
+    arm_parameters,
+    click_points,
+    facts_to_json,
+    main_front,
+    summarise,
+    z_score,
 )
-
-
-@dataclass(frozen=True)
-class Cell:
-    """AP of one arm on one (label, format) over seeds."""
-
-    mean: float
-    std: float  # sample standard deviation over seeds (NaN with one seed)
-    seeds: int
-    oracle: float
-    task: str
-
-    @property
-    def se(self) -> float:
-        return self.std / math.sqrt(self.seeds) if self.seeds > 1 else float("nan")
-
-
-#: arm -> (label, format) -> Cell
-Summary = Mapping[str, Mapping[tuple[str, str], Cell]]
-
-
-def summarise(runs: Sequence[ArmRun]) -> dict[str, dict[tuple[str, str], Cell]]:
-    """arm -> (label, format) -> Cell."""
-    out: dict[str, dict[tuple[str, str], Cell]] = {}
-    for arm in dict.fromkeys(r.arm for r in runs):
-        mine = [r for r in runs if r.arm == arm]
-        cells = {}
-        for label, fmt in COLUMNS:
-            rows = [row for r in mine for row in r.rows if (row.label, row.format) == (label, fmt)]
-            aps = np.array([row.ap for row in rows], dtype=float)
-            if not rows or not np.isfinite(aps).any():
-                continue
-            finite = aps[np.isfinite(aps)]
-            std = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
-            first = rows[0]
-            cells[(label, fmt)] = Cell(float(finite.mean()), std, int(finite.size), first.oracle_ap,
-                                       first.task)
-        out[arm] = cells
-    return out
-
-
-def click_points(summary: Summary) -> dict[str, list[float]]:
-    """arm -> mean click AP per format, for arms with a click head on every format."""
-    return {arm: [cells[("click", f)].mean for f in AD_FORMATS] for arm, cells in summary.items()
-            if all(("click", f) in cells for f in AD_FORMATS)}
+from unitarget.studies.cost import Cost
+from unitarget.studies.pareto import dominates, pareto_front
 
 
 def _fmt(cell: Cell | None) -> str:
@@ -143,12 +107,6 @@ def cost_csv(costs: Sequence[Cost]) -> str:
     return buffer.getvalue()
 
 
-def _z(a: Cell, b: Cell) -> float:
-    """(a - b) in standard errors of the difference of the two seed means; NaN with one seed."""
-    se = math.sqrt(a.se ** 2 + b.se ** 2) if math.isfinite(a.se) and math.isfinite(b.se) else float("nan")
-    return (a.mean - b.mean) / se if se > 0 else float("nan")
-
-
 def _deltas(summary: Summary, arm: str, other: str) -> str:
     """'audio +0.0012 (1.3 se), ...' for click AP of ``arm`` minus ``other``."""
     parts = []
@@ -156,7 +114,7 @@ def _deltas(summary: Summary, arm: str, other: str) -> str:
         a, b = summary[arm].get(("click", fmt)), summary[other].get(("click", fmt))
         if a is None or b is None:
             continue
-        z = _z(a, b)
+        z = z_score(a, b)
         parts.append(f"{fmt} {a.mean - b.mean:+.4f}" + (f" ({z:+.1f} se)" if math.isfinite(z) else ""))
     return ", ".join(parts)
 
@@ -179,7 +137,7 @@ def pareto_verdict(summary: Summary, main: Sequence[str], target: str = "camoe")
     lines = [f"**`{target}` is not on the Pareto front** of mean click AP per format; the front is "
              f"{', '.join(f'`{a}`' for a in front)}. Dominated by:"]
     for arm in dominators:
-        zs = [_z(summary[arm][("click", f)], summary[target][("click", f)]) for f in AD_FORMATS]
+        zs = [z_score(summary[arm][("click", f)], summary[target][("click", f)]) for f in AD_FORMATS]
         beyond = all(math.isfinite(z) and z > 2 for z in zs)
         lines.append(f"- `{arm}` ({_deltas(summary, arm, target)}): "
                      + ("beyond the seed spread on every format." if beyond else
@@ -192,7 +150,7 @@ def _noise_note(summary: Summary, others: Sequence[str], target: str) -> str:
     """Which arms differ from ``target`` beyond two standard errors on some format, and which not."""
     apart, close = [], []
     for arm in others:
-        zs = [_z(summary[arm][("click", f)], summary[target][("click", f)]) for f in AD_FORMATS]
+        zs = [z_score(summary[arm][("click", f)], summary[target][("click", f)]) for f in AD_FORMATS]
         (apart if any(math.isfinite(z) and abs(z) > 2 for z in zs) else close).append(f"`{arm}`")
     if not apart and not close:
         return ""
@@ -210,22 +168,6 @@ def ablation_lines(summary: Summary, pairs: Sequence[tuple[str, str, str]]) -> l
     """One line per (arm, reference, what it isolates): click AP differences per format."""
     return [f"- {what} (`{arm}` − `{ref}`): {_deltas(summary, arm, ref)}"
             for arm, ref, what in pairs if arm in summary and ref in summary]
-
-
-@dataclass(frozen=True)
-class StudyFacts:
-    """Everything the report states, measured by ``studies.camoe.run_camoe_study``."""
-
-    arms: Sequence[Arm]
-    runs: Sequence[ArmRun]
-    costs: Sequence[Cost]
-    seeds: tuple[int, ...]
-    log_rows: int
-    sampled_rows: int | None
-    split: Mapping[str, int]
-    config: Config
-    seconds: float
-    machine: str
 
 
 #: (arm, reference, what the difference isolates), for the "why" section.
@@ -293,7 +235,7 @@ def render_camoe_report(facts: StudyFacts, summary: Summary, front: Sequence[str
         "Each format's impressions are scored by the head that serves that format "
         "(`evaluation.formats.format_task`); `all` pools them. The single-task arm is three models.",
         "",
-        results_table(summary, facts.arms, front, _parameters(facts.runs)),
+        results_table(summary, facts.arms, front, arm_parameters(facts.runs)),
         "",
         "![click AP of one format against another](camoe_pareto.png)",
         "",
@@ -320,21 +262,14 @@ def render_camoe_report(facts: StudyFacts, summary: Summary, front: Sequence[str
     return "\n".join(lines) + "\n"
 
 
-def _parameters(runs: Sequence[ArmRun]) -> dict[str, int]:
-    return {r.arm: r.parameters for r in runs}
-
-
 def write_camoe_outputs(facts: StudyFacts, out_dir: str | Path) -> Path:
     """Write the report, tables, chart and cost table; return the report's path."""
-    from unitarget.io import atomic_write_json, atomic_write_text
-    from unitarget.reports.pareto import pareto_chart
-
     out_dir = Path(out_dir)
     atomic_write_json(out_dir / "camoe_facts.json", facts_to_json(facts))  # first: re-render from it
     summary = summarise(facts.runs)
     main = [a.name for a in facts.arms if not a.ablation]
-    front = pareto_front({a: p for a, p in click_points(summary).items() if a in main})
-    table = results_table(summary, facts.arms, front, _parameters(facts.runs))
+    front = main_front(summary, main)
+    table = results_table(summary, facts.arms, front, arm_parameters(facts.runs))
     atomic_write_text(out_dir / "camoe_table.md", table + "\n")
     atomic_write_text(out_dir / "camoe_table.csv", results_csv(summary, facts.arms))
     atomic_write_text(out_dir / "camoe_runs.csv", runs_csv(facts.runs))
@@ -351,37 +286,3 @@ def write_camoe_outputs(facts: StudyFacts, out_dir: str | Path) -> Path:
     report = out_dir / "CAMOE.md"
     atomic_write_text(report, render_camoe_report(facts, summary, front))
     return report
-
-
-def facts_to_json(facts: StudyFacts) -> dict[str, Any]:
-    """Everything measured, so the report can be written again without training (``facts_from_json``)."""
-    from dataclasses import asdict
-
-    return {
-        "arms": [a.name for a in facts.arms],
-        "runs": [{**asdict(r), "rows": [asdict(row) for row in r.rows]} for r in facts.runs],
-        "costs": [asdict(c) for c in facts.costs],
-        "seeds": list(facts.seeds), "log_rows": facts.log_rows, "sampled_rows": facts.sampled_rows,
-        "split": dict(facts.split), "config": facts.config.to_json_dict(), "seconds": facts.seconds,
-        "machine": facts.machine,
-    }
-
-
-def facts_from_json(data: Mapping[str, Any]) -> StudyFacts:
-    from unitarget.config import config_from_mapping
-    from unitarget.evaluation.formats import FormatRow
-    from unitarget.studies.camoe import camoe_arms
-
-    known = {a.name: a for a in camoe_arms()}
-    def row(values: Mapping[str, Any]) -> FormatRow:
-        nan = float("nan")
-        return FormatRow(**{**values, "ap": values["ap"] if values["ap"] is not None else nan,
-                            "oracle_ap": values["oracle_ap"] if values["oracle_ap"] is not None else nan})
-
-    runs = [ArmRun(**{**r, "rows": tuple(row(v) for v in r["rows"])}) for r in data["runs"]]
-    return StudyFacts(
-        arms=[known[name] for name in data["arms"]], runs=runs, costs=[Cost(**c) for c in data["costs"]],
-        seeds=tuple(data["seeds"]), log_rows=data["log_rows"], sampled_rows=data["sampled_rows"],
-        split=data["split"], config=config_from_mapping(data["config"]), seconds=data["seconds"],
-        machine=data["machine"],
-    )

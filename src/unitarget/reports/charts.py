@@ -20,7 +20,7 @@ from matplotlib.ticker import PercentFormatter
 
 from unitarget.contract import LESS_STREAMED_MIN_TIER, N_TIERS
 from unitarget.evaluation import EvaluationResult, tier_short_label
-from unitarget.reports.table1 import format_relative
+from unitarget.reports.format import format_relative
 
 _TIERS = np.arange(N_TIERS)
 _NOTE = {"ha": "center", "va": "bottom", "rotation": 90, "fontsize": 8, "color": "0.35"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 from unitarget.reports.charts import figure, save_png
-from unitarget.reports.table1 import format_relative, relative_change
+from unitarget.reports.format import format_relative, relative_change
 from unitarget.studies.new_objective import METHODS, NewObjectiveResult
 
 

@@ -1,10 +1,8 @@
-"""Pareto fronts over per-format AP, and the chart of one format's AP against another's.
+"""The chart of one format's AP against another's, with the Pareto front (``studies.pareto``).
 
-An arm is *dominated* when another arm is at least as good on every format and better on one
-(on mean AP over seeds). The front is the set of arms nobody dominates. The chart has one panel per
-pair of formats, each arm a point at its mean with ± one standard deviation over seeds as bars;
-arms in ``highlight`` (the main comparison) are filled, the others (ablations) hollow, and the
-dashed line is the 2-D front of the highlighted arms in that panel.
+The chart has one panel per pair of formats, each arm a point at its mean with ± one standard
+deviation over seeds as bars; arms in ``highlight`` (the main comparison) are filled, the others
+(ablations) hollow, and the dashed line is the 2-D front of the highlighted arms in that panel.
 """
 
 from __future__ import annotations
@@ -19,18 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from unitarget.reports.charts import save_png
-
-
-def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    """a ≥ b on every coordinate and > on at least one (higher is better)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return bool(np.all(a >= b) and np.any(a > b))
-
-
-def pareto_front(points: Mapping[str, Sequence[float]]) -> list[str]:
-    """Names of the points no other point dominates, in input order (NaN points are left out)."""
-    finite = {k: v for k, v in points.items() if np.all(np.isfinite(np.asarray(v, dtype=float)))}
-    return [k for k, v in finite.items() if not any(dominates(w, v) for j, w in finite.items() if j != k)]
+from unitarget.studies.pareto import pareto_front
 
 
 def _front_line(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

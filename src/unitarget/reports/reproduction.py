@@ -21,7 +21,10 @@ from unitarget import contract
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult
 from unitarget.presets import PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
-from unitarget.reports.table1 import format_relative, relative_change, table1_markdown
+from unitarget.reports.format import format_relative, relative_change
+from unitarget.reports.table1 import table1_markdown
+from unitarget.reports.table2 import reproduction_section
+from unitarget.simulation.result import SimulationResult
 
 CHANNELS = ((PROMOTIONS_STREAM, "Promotions AP"), (ADS_STREAM, "Ads AP"))
 
@@ -39,7 +42,7 @@ class ReproductionFacts:
     machine: str
     diagnostics: dict[str, EvaluationResult] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
-    ab: Any = None  # simulation.SimulationResult of the online A/B test (Table 2), if it ran
+    ab: SimulationResult | None = None  # the online A/B test (Table 2), if it ran
 
 
 def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Sequence[str] = ()) -> str:
@@ -216,12 +219,8 @@ def _tier_gain_line(facts: ReproductionFacts) -> str:
 
 
 def _ab_section(facts: ReproductionFacts) -> str:
-    """Table 2 beside the paper's (simulation/paper.py), when the A/B simulation ran."""
-    if facts.ab is None:
-        return ""
-    from unitarget.simulation.paper import reproduction_section
-
-    return reproduction_section(facts.ab)
+    """Table 2 beside the paper's (reports/table2.py), when the A/B simulation ran."""
+    return "" if facts.ab is None else reproduction_section(facts.ab)
 
 
 def _training_table(facts: ReproductionFacts, labels: dict[str, str]) -> str:

@@ -12,24 +12,7 @@ import math
 from collections.abc import Mapping
 
 from unitarget.evaluation import ADS_STREAM, PROMOTIONS_STREAM, EvaluationResult
-
-MINUS = "\u2212"  # typographic minus sign, as in the paper
-
-def relative_change(value: float, baseline: float) -> float:
-    """(value - baseline) / baseline; NaN when either is NaN or the baseline is 0."""
-    if math.isnan(value) or math.isnan(baseline) or baseline == 0:
-        return float("nan")
-    return (value - baseline) / baseline
-
-
-def format_relative(change: float, digits: int = 1) -> str:
-    """A fraction as a signed percentage: 0.045 -> "+4.5%", -0.079 -> "−7.9%" (U+2212), NaN -> "n/a"."""
-    if math.isnan(change):
-        return "n/a"
-    pct = round(change * 100.0, digits)
-    if pct == 0:
-        return f"{0.0:.{digits}f}%"
-    return f"{'+' if pct > 0 else MINUS}{abs(pct):.{digits}f}%"
+from unitarget.reports.format import format_relative, relative_change
 
 
 def _ap(result: EvaluationResult, target: str) -> float:

@@ -2,17 +2,11 @@
 
 ``simulate(world, arms, config)`` replays one shared stream of ad opportunities to every arm (a
 trained model, the oracle or random targeting), each with its share of every campaign's budget,
-and reports i2s, eCPS, CTR and streams per popularity tier with intervals over markets.
+and returns i2s, eCPS, CTR and streams per popularity tier with intervals over markets; the
+report of a result is written by ``reports.ab`` (``experiments.simulation`` runs both).
 """
 
-from unitarget.simulation.run import (
-    ORACLE,
-    RANDOM,
-    ArmSpec,
-    SimulationResult,
-    parse_arm,
-    run_simulation,
-    simulate,
-)
+from unitarget.simulation.result import ORACLE, RANDOM, SimulationResult
+from unitarget.simulation.run import ArmSpec, parse_arm, simulate
 
-__all__ = ["ORACLE", "RANDOM", "ArmSpec", "SimulationResult", "parse_arm", "run_simulation", "simulate"]
+__all__ = ["ORACLE", "RANDOM", "ArmSpec", "SimulationResult", "parse_arm", "simulate"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +25,14 @@ import numpy as np
 
 from unitarget.config import SimulateConfig
 from unitarget.errors import UnitargetError
-from unitarget.evaluation.segments import SEGMENTS
 from unitarget.pipeline import TrainedModel, load_model
 from unitarget.simulation.market import Marketplace, build_marketplace
-from unitarget.simulation.metrics import COUNTS, METRICS, Comparison, compare, count_cube
+from unitarget.simulation.metrics import COUNTS, compare, count_cube
 from unitarget.simulation.outcomes import Outcomes, draw_outcomes
 from unitarget.simulation.policy import Served, serve
+from unitarget.simulation.result import ORACLE, RANDOM, SimulationResult
 from unitarget.simulation.scorers import ModelScorer, OracleScorer, RandomScorer, Scorer
 from unitarget.synth import World
-
-ORACLE, RANDOM = "oracle", "random"
-
 
 @dataclass(frozen=True)
 class ArmSpec:
@@ -57,24 +54,6 @@ def parse_arm(text: str) -> ArmSpec:
     if not name or not source:
         raise UnitargetError(f"--arm {text!r}: both NAME and RUN are needed in NAME=RUN")
     return ArmSpec(name, source if source in (ORACLE, RANDOM) else Path(source))
-
-
-@dataclass
-class SimulationResult:
-    """Counts per (arm, market, segment), the comparison with the control, and what was simulated."""
-
-    config: SimulateConfig
-    arms: tuple[str, ...]
-    control: str
-    cube: np.ndarray  # (A, M, S, Q) counts, metrics.COUNTS order
-    comparison: Comparison
-    summary: dict[str, Any]
-    served: dict[str, Served] = field(default_factory=dict, repr=False)
-
-    def get(self, what: str, arm: str, segment: str, metric: str) -> float:
-        """One figure: ``what`` is value, change, ci_low, ci_high or p_value."""
-        table = getattr(self.comparison, what)
-        return float(table[self.arms.index(arm), SEGMENTS.index(segment), METRICS.index(metric)])
 
 
 def simulate(
@@ -115,18 +94,6 @@ def simulate(
     seconds["total"] = time.perf_counter() - started
     summary = _summary(world, market, seconds)
     return SimulationResult(config, tuple(names), names[0], cube, comparison, summary, served)
-
-
-def run_simulation(
-    world_dir: Path, arms: Sequence[ArmSpec], out: Path, config: SimulateConfig,
-    *, log: Callable[[str], None] = lambda _: None,
-) -> SimulationResult:
-    """Load the world written by ``unitarget synth``, simulate, write AB.md, CSVs and the chart."""
-    from unitarget.simulation.report import write_simulation
-
-    result = simulate(World.load(find_world(world_dir)), arms, config, log=log)
-    write_simulation(result, Path(out))
-    return result
 
 
 def find_world(directory: Path) -> Path:

@@ -9,20 +9,20 @@ deviation over seeds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from unitarget import contract
-from unitarget.config import Config, merge
+from unitarget.config import Config
 from unitarget.contract import Group
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult, average_precision
 from unitarget.pipeline import TrainedModel, load_model, train, trained_on
-from unitarget.presets import BASELINE_PRESET, TABLE1_ORDER, apply_preset, display_name
+from unitarget.presets import ABLATION_VARIANTS, BASELINE_PRESET, Variant
 from unitarget.training.loop import SilentHooks, TrainingHooks
 
 #: Ads AP on ad impressions of shows with little ad history but some promotion history in the
@@ -32,48 +32,9 @@ COLD_AD_SLICE = "ads_stream_cold_ad_history"
 COLD_AD_HISTORY_MAX = 50
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    display: str
-    preset: str
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def config(self, base: Config, seed: int) -> Config:
-        return merge(merge(apply_preset(base, self.preset), self.overrides), {"train": {"seed": seed}})
-
-
-def _unified_tasks(promo_sources: list[str], ad_sources: list[str]) -> list[dict[str, Any]]:
-    both = [contract.ADS, contract.PROMOTIONS]
-    return [
-        {"name": "promo_stream", "label": "stream", "sources": promo_sources},
-        {"name": "ad_stream", "label": "stream", "sources": ad_sources},
-        *({"name": t, "label": t, "sources": both} for t in ("click", "like", "follow")),
-    ]
-
-
 def paper_variants() -> list[Variant]:
-    """Table 1's presets, the unified model's switches, feature-group removals, loss balancers."""
-    both = [contract.ADS, contract.PROMOTIONS]
-    variants = [Variant(p, display_name(p), p) for p in TABLE1_ORDER]
-    variants += [
-        Variant("no-mask", "unified, no directional mask (ads also update promo_stream)", "unified",
-                {"tasks": _unified_tasks(both, both)}),
-        Variant("mask-reversed", "unified, mask reversed (ads update promotions, not the reverse)", "unified",
-                {"tasks": _unified_tasks(both, [contract.ADS])}),
-        Variant("natural-mix", "unified, natural batch mix (no source balancing)", "unified",
-                {"sampling": {"balanced": False}}),
-    ]
-    variants += [
-        Variant(f"without-{g.value}", f"unified without the {g.value} features", "unified",
-                {"features": {"drop_groups": [g.value]}})
-        for g in Group
-    ]
-    variants += [
-        Variant(f"loss-{m}", f"unified, {label}", "unified", {"loss": {"method": m}})
-        for m, label in (("uncertainty", "uncertainty weighting"), ("gradnorm", "GradNorm"), ("pcgrad", "PCGrad"))
-    ]
-    return variants
+    """Every row of the study, from the catalogue in ``presets`` (a new list: callers filter it)."""
+    return list(ABLATION_VARIANTS)
 
 
 @dataclass
@@ -231,36 +192,36 @@ def paired_change(runs: Sequence[AblationRun], variant: str, reference: str, tar
     return PairedChange(float(diffs.mean()), se, float(refs.mean()), len(diffs))
 
 
-def run_paper_study(
-    data: str | Path | pa.Table,
-    out_dir: Path,
-    config: Config,
-    *,
-    seeds: Sequence[int] = (0, 1, 2),
-    variants: Sequence[Variant] | None = None,
-    learning_curve: bool = True,
-    hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
-    log: Callable[[str], None] = lambda _: None,
-) -> Path:
-    """Hold out the newest ``evaluation.test_days``, run every variant with every seed (and the
-    new-objective learning curve), and write ``ABLATION.md`` with tables and charts into ``out_dir``."""
-    from unitarget.data.split import split_newest_days
-    from unitarget.io import atomic_write_text
-    from unitarget.pipeline import load_log
-    from unitarget.reports.ablation import write_ablation_report
+#: (the paper's claim, variant, reference, target, the sign of variant − reference it predicts).
+#: Sections 3.3 and 4.3 of the WSDM paper, and its abstract on feature groups.
+CLAIMS: tuple[tuple[str, str, str, str, int], ...] = (
+    ("the directional mask keeps ad signals from shaping the promotion heads: without it, Promotions AP "
+     "falls", "no-mask", "unified", PROMOTIONS_STREAM, -1),
+    ("reversing the mask (ads update promotions, promotions no longer update ads) lowers Promotions AP",
+     "mask-reversed", "unified", PROMOTIONS_STREAM, -1),
+    ("reversing the mask lowers Ads AP (promotion signals aid the sparser ad objectives)",
+     "mask-reversed", "unified", ADS_STREAM, -1),
+    ("source-balanced batches keep the model from collapsing toward the larger source: on the natural "
+     "mix Promotions AP falls", "natural-mix", "unified", PROMOTIONS_STREAM, -1),
+    ("ancillary heads help ads: Ads Stream + ANC beats Ads Stream head-only on Ads AP",
+     "ads-anc", "ads-stream-only", ADS_STREAM, +1),
+    ("ancillary heads cannot replace promotions data: Ads Stream + ANC falls behind the promotions "
+     "baseline on Promotions AP", "ads-anc", "promo-baseline", PROMOTIONS_STREAM, -1),
+    *((f"the {g.value} features contribute: without them, {label} falls", f"without-{g.value}", "unified",
+       target, -1) for g in Group for target, label in ((PROMOTIONS_STREAM, "Promotions AP"),
+                                                        (ADS_STREAM, "Ads AP"))),
+)
+#: The loss balancers, each judged against the unified model's static weights.
+LOSS_METHODS = ("loss-uncertainty", "loss-gradnorm", "loss-pcgrad")
 
-    out_dir = Path(out_dir)
-    table = load_log(data, config)
-    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
-    runs = run_ablation(train_rows, test_rows, out_dir, config, variants=variants or paper_variants(),
-                        seeds=seeds, hooks_for=hooks_for, log=log)
-    sections = [write_ablation_report(runs, out_dir, heading="# Ablations of the unified model (WSDM 2026, section 4)")]
-    if learning_curve:
-        from unitarget.reports.new_objective import new_objective_section
-        from unitarget.studies.new_objective import run_new_objective_study
+Verdict = Literal["one seed", "not separable", "agrees", "disagrees"]
 
-        curve = run_new_objective_study(train_rows, test_rows, out_dir / "new_objective", config, log=log)
-        sections.append(new_objective_section(curve, out_dir))
-    report = out_dir / "ABLATION.md"
-    atomic_write_text(report, "\n\n".join(sections) + "\n")
-    return report
+
+def judge(change: PairedChange, expected: int) -> Verdict:
+    """Whether a paired change bears out a claim that predicts its sign: only a change beyond two
+    standard errors of the paired seed differences can agree or disagree."""
+    if change.seeds < 2:
+        return "one seed"
+    if not change.separable:
+        return "not separable"
+    return "agrees" if np.sign(change.mean) == expected else "disagrees"

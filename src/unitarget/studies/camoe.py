@@ -10,11 +10,12 @@ encoded once per label set and shared by all arms; models train through the core
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,90 +30,14 @@ from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days
 from unitarget.evaluation.formats import ALL_FORMATS, FormatRow, evaluate_formats
 from unitarget.models import MultiTaskModel
+from unitarget.pipeline import load_log
 from unitarget.scoring import predict_probabilities
+from unitarget.studies.camoe_arms import LABELS, Arm, camoe_arms, format_tasks
+from unitarget.studies.camoe_results import ArmRun, StudyFacts, append_journal, read_journal
+from unitarget.studies.cost import encoder_costs
 from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import labels_of
-
-LABELS = ("click", "stream")
-#: The paper's CAMoE: modality groups, DCN-v2 crosses on the embedded input (low rank), format mask.
-CAMOE_MODEL: dict[str, Any] = {"encoder": "camoe", "cross": {"layers": 2, "rank": 64}}
-
-
-def format_tasks(labels: Sequence[str] = LABELS, *, masked: bool = True,
-                 formats: Sequence[str] = AD_FORMATS) -> list[dict[str, Any]]:
-    """``<label>_<format>`` tasks on ad impressions; ``masked``: each learns from its format only."""
-    return [{"name": f"{label}_{fmt}", "label": label, "sources": [contract.ADS],
-             "formats": [fmt] if masked else None} for label in labels for fmt in formats]
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One row of the study: configuration overrides per model it trains (most arms: one)."""
-
-    name: str
-    display: str
-    models: tuple[dict[str, Any], ...]
-    ablation: bool = False
-
-    def configs(self, base: Config, seed: int) -> list[Config]:
-        return [merge(merge(base, overrides), {"train": {"seed": seed}}) for overrides in self.models]
-
-
-def camoe_arms() -> list[Arm]:
-    """Baselines (single-task, pooled and per-format multi-task, MMoE, PLE), CAMoE, its ablations."""
-    pooled = [{"name": label, "label": label, "sources": [contract.ADS]} for label in LABELS]
-    per_format = {"tasks": format_tasks()}
-    sb = {"encoder": "shared_bottom"}
-
-    def camoe(**model: Any) -> tuple[dict[str, Any], ...]:
-        return ({**per_format, "model": _merge_dicts(CAMOE_MODEL, model)},)
-
-    return [
-        Arm("single-task", "single-task per format (3 click models)",
-            tuple({"tasks": format_tasks(("click",), formats=[f]), "model": sb} for f in AD_FORMATS)),
-        Arm("mtl-pooled", "multi-task, click + stream heads shared by all formats",
-            ({"tasks": pooled, "model": sb},)),
-        Arm("mtl-per-format", "multi-task, per-format heads, shared bottom", ({**per_format, "model": sb},)),
-        Arm("mmoe", "MMoE, per-format heads", ({**per_format, "model": {"encoder": "mmoe"}},)),
-        Arm("ple", "PLE (2 levels), per-format heads",
-            ({**per_format, "model": {"encoder": "ple", "experts": {"levels": 2}}},)),
-        Arm("camoe", "CAMoE: modality groups + DCN-v2 + format mask", camoe()),
-        Arm("camoe-no-cross", "CAMoE without cross layers", camoe(cross={"layers": 0}), True),
-        Arm("camoe-no-experts", "CAMoE without experts: shared bottom + DCN-v2 + format mask",
-            ({**per_format, "model": {**sb, "cross": CAMOE_MODEL["cross"]}},), True),
-        Arm("camoe-no-mask", "CAMoE without the format mask",  # same groups, named since no task has formats
-            ({"tasks": format_tasks(masked=False), "model": _merge_dicts(CAMOE_MODEL, {"experts": {"groups": {
-                "audio": [f"{label}_audio" for label in LABELS],
-                "visual": [f"{label}_{f}" for label in LABELS for f in ("video", "display")]}}})},), True),
-        Arm("camoe-experts-2-1", "CAMoE, 2 shared + 1 per group",
-            camoe(experts={"shared": 2, "specific": 1}), True),
-        Arm("camoe-experts-8-2", "CAMoE, 8 shared + 2 per group",
-            camoe(experts={"shared": 8, "specific": 2}), True),
-        Arm("camoe-groups-placement", "CAMoE, groups in-stream (audio + video) and display",
-            camoe(experts={"modality": {"audio": "in_stream", "video": "in_stream", "display": "display"}}),
-            True),
-    ]
-
-
-def _merge_dicts(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` merged in, nested dicts key by key."""
-    out = dict(base)
-    for key, value in extra.items():
-        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merge_dicts(out[key], value) if nested else value
-    return out
-
-
-@dataclass(frozen=True)
-class ArmRun:
-    """One arm trained with one seed: its per-format rows on the test days."""
-
-    arm: str
-    seed: int
-    rows: tuple[FormatRow, ...]
-    seconds: float
-    parameters: int
 
 
 @dataclass(frozen=True)
@@ -234,83 +159,41 @@ def _truths(table: pa.Table, labels: Sequence[str]) -> dict[str, np.ndarray] | N
     return found or None
 
 
-def run_camoe_study(
+def measure_camoe(
     data: str | Path | pa.Table,
-    out_dir: Path,
     config: Config,
     *,
+    journal: Path,
     seeds: Sequence[int] = (0, 1, 2),
     arms: Sequence[Arm] | None = None,
     rows: int | None = None,
     cost_steps: int = 30,
     resume: bool = False,
     log: Callable[[str], None] = lambda _: None,
-) -> Path:
-    """Run the study on ``data`` and write into ``out_dir``: ``CAMOE.md`` (the report),
-    ``camoe_table.md``/``.csv`` (AP per arm, label and format, mean ± std over seeds),
-    ``camoe_runs.csv`` (every seed), ``camoe_pareto.png`` and ``camoe_cost.md``/``.csv``.
+) -> StudyFacts:
+    """Run every arm with every seed on ``data`` and measure what each encoder costs.
 
-    Each finished (arm, seed) is appended to ``camoe_runs.jsonl`` at once; ``resume`` keeps the
-    ones found there (same data, size and configuration assumed) and trains only the rest."""
-    import os
-    import platform
-
-    from unitarget.io import atomic_write_text
-    from unitarget.pipeline import load_log
-    from unitarget.reports.camoe import StudyFacts, write_camoe_outputs
-    from unitarget.studies.cost import encoder_costs
-
+    Each finished (arm, seed) is appended to ``journal`` at once; ``resume`` keeps the ones found
+    there (same data, size and configuration assumed) and trains only the rest."""
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     arms = list(arms or camoe_arms())
     table = load_log(data, config)
     study = StudyData.split(table, config, rows)
     log(f"ad impressions: {study.fit.num_rows:,} fit, {study.valid.num_rows:,} validation, "
         f"{study.test.num_rows:,} test")
     encoded = EncodedStudy(study, config)
-    journal = out_dir / "camoe_runs.jsonl"
     done = read_journal(journal) if resume and journal.is_file() else []
     if not resume:
         journal.unlink(missing_ok=True)
     runs = run_arms(encoded, config, arms, seeds, log, done, on_run=lambda run: append_journal(journal, run))
     log("measuring the cost of each encoder")
-    # (the facts are saved as camoe_facts.json before anything is rendered: re-render with
-    # reports.camoe.facts_from_json + write_camoe_outputs without training again)
     encoder, fit_batch, _, _ = encoded.get(LABELS)
     costs = encoder_costs(merge(config, {"tasks": format_tasks()}), encoder.layout_, fit_batch,
                           steps=cost_steps)
-    facts = StudyFacts(
+    return StudyFacts(
         arms=arms, runs=runs, costs=costs, seeds=tuple(seeds), log_rows=table.num_rows, sampled_rows=rows,
         split={"fit": study.fit.num_rows, "validation": study.valid.num_rows, "test": study.test.num_rows},
         config=config, seconds=time.perf_counter() - started,
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} "
                 f"({torch.get_num_threads()} threads)",
     )
-    report = write_camoe_outputs(facts, out_dir)
-    atomic_write_text(out_dir / "camoe_config.json", config.model_dump_json(indent=2) + "\n")
-    return report
-
-
-def append_journal(path: Path, run: ArmRun) -> None:
-    """Append one finished (arm, seed) as a JSON line (NaN written as null)."""
-    import json
-    import math
-    from dataclasses import asdict
-
-    record = asdict(run)
-    record["rows"] = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-                      for row in record["rows"]]
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record, allow_nan=False) + "\n")
-
-
-def read_journal(path: Path) -> list[ArmRun]:
-    import json
-
-    def row(values: dict[str, Any]) -> FormatRow:
-        undefined = {k: float("nan") for k in ("ap", "oracle_ap") if values[k] is None}
-        return FormatRow(**{**values, **undefined})
-
-    runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-    return [ArmRun(**{**r, "rows": tuple(row(v) for v in r["rows"])}) for r in runs]

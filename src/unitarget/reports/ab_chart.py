@@ -18,7 +18,7 @@ from matplotlib.ticker import PercentFormatter
 from unitarget.contract import N_TIERS
 from unitarget.evaluation.segments import TIER_SEGMENTS
 from unitarget.reports.charts import save_png, tier_axis
-from unitarget.simulation.run import ORACLE, RANDOM, SimulationResult
+from unitarget.simulation.result import ORACLE, RANDOM, SimulationResult
 
 _TIERS = np.arange(N_TIERS)
 PANELS = (("i2s", "impression-to-stream rate (i2s)"), ("ecps", "effective cost per stream (eCPS)"))

@@ -1,4 +1,4 @@
-"""What a simulation writes: AB.md, ab_metrics.csv, ab_counts.csv, ab_tiers.png, simulation.json.
+"""What the report of a simulation writes: AB.md, ab_metrics.csv, ab_counts.csv, ab_tiers.png, simulation.json.
 
 Every figure in AB.md is also in ab_metrics.csv (one row per arm x segment x metric, with the
 control's value, the relative change, its 95 % interval and p-value); ab_counts.csv holds the raw
@@ -16,9 +16,10 @@ from pathlib import Path
 from unitarget.contract import N_TIERS
 from unitarget.evaluation.segments import LESS_STREAMED, SEGMENTS, TIER_SEGMENTS, segment_label
 from unitarget.io import atomic_write_json, atomic_write_text
-from unitarget.reports.table1 import MINUS, format_relative
+from unitarget.reports.ab_chart import tier_change_chart
+from unitarget.reports.format import format_p, format_points, format_relative
 from unitarget.simulation.metrics import COUNTS, METRIC_LABELS, METRICS
-from unitarget.simulation.run import SimulationResult
+from unitarget.simulation.result import SimulationResult
 
 REPORT_FILE = "AB.md"
 METRICS_CSV = "ab_metrics.csv"
@@ -42,8 +43,6 @@ def write_simulation(
 ) -> Path:
     """Write every output of ``result`` into ``out``; returns the path of AB.md. ``paper_tiers``
     (metric -> tier -> change) adds the paper's points for ``paper_arm`` to the tier chart."""
-    from unitarget.simulation.charts import tier_change_chart
-
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / METRICS_CSV, metrics_csv(result))
     atomic_write_text(out / COUNTS_CSV, counts_csv(result))
@@ -91,19 +90,7 @@ def cell(result: SimulationResult, arm: str, segment: str, metric: str) -> str:
         return "n/a"
     low, high = (result.get(w, arm, segment, metric) * 100 for w in ("ci_low", "ci_high"))
     p = result.get("p_value", arm, segment, metric)
-    return f"{format_relative(change)} [{_signed(low)}, {_signed(high)}], {format_p(p)}"
-
-
-def _signed(points: float) -> str:
-    if math.isnan(points):
-        return "n/a"
-    return f"{'+' if points > 0 else MINUS if points < 0 else ''}{abs(points):.1f}"
-
-
-def format_p(p: float) -> str:
-    if math.isnan(p):
-        return "p n/a"
-    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+    return f"{format_relative(change)} [{format_points(low)}, {format_points(high)}], {format_p(p)}"
 
 
 def setup_lines(result: SimulationResult) -> str:

@@ -7,27 +7,14 @@ what the answer "should" be beyond the paper's own numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from unitarget.config import SimulateConfig
-
 from unitarget.evaluation.segments import LESS_STREAMED, TIER_SEGMENTS
-from unitarget.reports.table1 import format_relative
+from unitarget.reports.ab import SEGMENT_TITLES, TABLE2_METRICS, TABLE2_SEGMENTS, TIER_CHART, cell, setup_lines
+from unitarget.reports.format import format_relative
 from unitarget.simulation.metrics import METRIC_LABELS
-from unitarget.simulation.report import (
-    SEGMENT_TITLES,
-    TABLE2_METRICS,
-    TABLE2_SEGMENTS,
-    TIER_CHART,
-    cell,
-    setup_lines,
-    write_simulation,
-)
-from unitarget.simulation.run import ORACLE, RANDOM, ArmSpec, SimulationResult, find_world, simulate
-from unitarget.synth import World
+from unitarget.simulation.result import ORACLE, RANDOM, SimulationResult
 
 #: Table 2: the unified model relative to the Fig. 2A baseline (all significant at p < 0.05).
 PAPER_TABLE2: dict[str, dict[str, float]] = {
@@ -44,18 +31,6 @@ PAPER_TIERS: dict[str, dict[int, float]] = {
 SIGNIFICANT = 0.05
 #: Where the reproduction writes the simulation, relative to its results directory.
 AB_DIR = "ab"
-
-
-def run_paper_ab(
-    out: Path, control: Path, treatment: Path, config: SimulateConfig, *, log: Callable[[str], None] = print
-) -> SimulationResult:
-    """The reproduction's A/B test: control, treatment, oracle and random arms on ``out/data/world``,
-    written to ``out/ab/`` with the paper's tier points on the chart."""
-    arms = [ArmSpec(control.name, control), ArmSpec(treatment.name, treatment),
-            ArmSpec(ORACLE, ORACLE), ArmSpec(RANDOM, RANDOM)]
-    result = simulate(World.load(find_world(out / "data")), arms, config, log=log)
-    write_simulation(result, out / AB_DIR, paper_tiers=PAPER_TIERS, paper_arm=treatment.name)
-    return result
 
 
 def reproduction_section(result: SimulationResult, treatment: str = "unified") -> str:
