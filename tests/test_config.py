@@ -2,6 +2,7 @@ import pytest
 
 from unitarget.config import Config, load_config, merge
 from unitarget.errors import ConfigError
+from unitarget.evaluation.heads import serving_head
 from unitarget.presets import PRESETS, apply_preset
 
 
@@ -55,8 +56,8 @@ def test_malformed_file_is_a_config_error(tmp_path):
 def test_presets_select_data_and_scoring_heads(preset, sources, promo_task, ads_task):
     config = apply_preset(Config(), preset)
     assert config.training_sources == sources
-    assert config.stream_task("promotions") == promo_task
-    assert config.stream_task("ads") == ads_task
+    assert serving_head(config, "stream", source="promotions") == promo_task
+    assert serving_head(config, "stream", source="ads") == ads_task
 
 
 def test_unknown_preset_lists_the_choices():

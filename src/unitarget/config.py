@@ -264,24 +264,6 @@ class Config(_Strict):
         used = {s for t in self.tasks for s in t.sources}
         return tuple(s for s in self.sources if s in used)
 
-    def stream_task(self, source: str) -> str:
-        """The task that scores stream on ``source`` impressions, falling back to any stream task.
-
-        The fallback is the paper's Fig. 2A: a promotions-only model's stream head scores ads.
-        """
-        names = {t.name for t in self.tasks}
-        wanted = self.evaluation.stream_task_for.get(source)
-        if wanted in names:
-            return wanted
-        for other_source in self.sources:
-            candidate = self.evaluation.stream_task_for.get(other_source)
-            if candidate in names:
-                return candidate
-        for task in self.tasks:
-            if task.label == contract.REQUIRED_LABEL:
-                return task.name
-        return self.tasks[0].name
-
     def to_json_dict(self) -> dict[str, Any]:
         return json.loads(self.model_dump_json())
 

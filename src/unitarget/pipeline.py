@@ -23,14 +23,9 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days
 from unitarget.errors import ContractError, UnitargetError
-from unitarget.evaluation import (
-    ADS_STREAM,
-    PROMOTIONS_STREAM,
-    EvalTarget,
-    EvaluationResult,
-    average_precision,
-    evaluate_segments,
-)
+from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult, evaluate_segments
+from unitarget.evaluation.batches import batch_formats, evaluate_batch
+from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
 from unitarget.io import atomic_output, iter_log, read_log
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run, run_fingerprint, save_run
@@ -85,33 +80,26 @@ class TrainedModel:
 
     def evaluation_targets(self) -> tuple[EvalTarget, ...]:
         """Promotions AP and Ads AP (the paper's two columns), then every other head on its label."""
-        stream_tasks = {s: self.config.stream_task(s) for s in (contract.PROMOTIONS, contract.ADS)}
-        targets = [
-            EvalTarget(PROMOTIONS_STREAM, stream_tasks[contract.PROMOTIONS], contract.REQUIRED_LABEL,
-                       contract.PROMOTIONS),
-            EvalTarget(ADS_STREAM, stream_tasks[contract.ADS], contract.REQUIRED_LABEL, contract.ADS),
-        ]
-        targets += [
-            EvalTarget(t.name, t.name, t.label, None)
-            for t in self.config.tasks if t.label != contract.REQUIRED_LABEL
-        ]
-        return tuple(targets)
+        return channel_targets(self.config)
 
-    def evaluate(self, table: pa.Table) -> EvaluationResult:
-        """AP, ROC-AUC, log loss and calibration of ``evaluation_targets`` per popularity segment
-        on labelled contract rows (with the oracle AP where the log carries true probabilities)."""
+    def evaluate(self, table: pa.Table, targets: Sequence[EvalTarget] | None = None,
+                 segments: Sequence[str] = SEGMENTS) -> EvaluationResult:
+        """AP, ROC-AUC, log loss and calibration of ``targets`` (default ``evaluation_targets``)
+        per popularity segment on labelled contract rows, with the oracle AP where the log carries
+        true probabilities."""
+        targets = self.evaluation_targets() if targets is None else tuple(targets)
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size, self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
-        for label in {t.label for t in self.evaluation_targets()}:
+        for label in {t.label for t in targets}:
             labels[label] = _float_labels(table, label)
             truth_column = contract.true_probability_column(label)
             if truth_column in table.column_names:
                 truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
         source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-        return evaluate_segments(predictions, labels, source, batch.tier.numpy(), self.evaluation_targets(),
-                                 truths or None)
+        return evaluate_segments(predictions, labels, source, batch.tier.numpy(), targets, truths or None,
+                                 formats=batch_formats(batch), segments=segments)
 
     def save(self, run_dir: str | Path) -> None:
         """Write this model as a run directory (config, encoder, weights, and the record if any)."""
@@ -197,10 +185,11 @@ def finetune(
 def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
-    tasks = model.tasks
     probs = predict_probabilities(model.model, batch, model.config.train.eval_batch_size, model.config.train.bf16)
-    rows, targets = tasks.loss_weights(batch).bool().numpy(), tasks.targets(batch).numpy()
-    return {name: average_precision(targets[rows[:, j], j], probs[rows[:, j], j]) for j, name in enumerate(tasks.names)}
+    targets = head_targets(model.config)
+    result = evaluate_batch(probs, model.model.task_names, batch, sources=model.config.sources,
+                            labels=model.encoder.labels, targets=targets)
+    return {t.name: result.ap(t.name) for t in targets}
 
 
 def split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
@@ -278,26 +267,13 @@ def _float_labels(table: pa.Table, label: str) -> np.ndarray:
 
 
 def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
-    """Mean validation AP, over the sources the model trains on, of each source's stream task
-    (the paper's model-selection metric), or of ``evaluation.selection_task`` when one is set
-    (fine-tuning selects on its new task). It never sees the test split.
-    """
+    """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
+    that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
+    It never sees the test split; a target without rows or positives is left out of the mean."""
     probs = predict_probabilities(model, valid, config.train.eval_batch_size, config.train.bf16)
-    tasks = TaskSet(config.tasks, config.sources)
-    selection = config.evaluation.selection_task
-    chosen = (
-        [(s, selection) for s in tasks.task_sources(selection) if s in config.training_sources]
-        if selection else [(s, config.stream_task(s)) for s in config.training_sources]
-    )
-    details: dict[str, float] = {}
-    for source, task in chosen:
-        column = tasks.labels.index(tasks.specs[tasks.names.index(task)].label)
-        rows = (valid.source == config.sources.index(source)) & valid.label_mask[:, column]
-        if not bool(rows.any()):
-            continue
-        details[f"ap_{source}_{task}"] = average_precision(
-            valid.labels[rows, column].numpy(), probs[rows.numpy(), tasks.names.index(task)]
-        )
+    result = evaluate_batch(probs, model.task_names, valid, sources=config.sources,
+                            labels=labels_of(config.tasks), targets=selection_targets(config))
+    details = {row.target: row.ap for row in result.rows if row.n > 0}
     finite = [v for v in details.values() if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("-inf")), details
 

@@ -28,7 +28,7 @@ from unitarget.evaluation.metrics import (
     roc_auc_sorted,
 )
 from unitarget.evaluation.result import EvaluationResult, MetricRow
-from unitarget.evaluation.segments import SEGMENTS, check_tier, segment_masks
+from unitarget.evaluation.segments import ALL, SEGMENTS, check_tier, segment_masks
 
 PROMOTIONS_STREAM = "promotions_stream"
 ADS_STREAM = "ads_stream"
@@ -36,21 +36,26 @@ ADS_STREAM = "ads_stream"
 
 @dataclass(frozen=True)
 class EvalTarget:
-    """Which predictions are scored against which label on which impressions."""
+    """Which predictions are scored against which label on which impressions (``evaluation.heads``
+    builds them: which head serves what, and which rows count for a head)."""
 
     name: str  # row key in reports, e.g. "promotions_stream"
     task: str  # model task whose prediction is used, e.g. "promo_stream"
     label: str  # label column, e.g. "stream"
-    source: str | None  # only impressions of this source; None = all sources
+    source: str | tuple[str, ...] | None  # only impressions of this source (or these); None = all
+    formats: tuple[str, ...] | None = None  # only ad impressions of these formats; None = any row
 
 
 def evaluate_segments(
     predictions: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
     source: np.ndarray,
-    tier: np.ndarray,
+    tier: np.ndarray | None,
     targets: Sequence[EvalTarget],
     true_probabilities: Mapping[str, np.ndarray] | None = None,
+    *,
+    formats: np.ndarray | None = None,
+    segments: Sequence[str] = SEGMENTS,
 ) -> EvaluationResult:
     """Score every target on every segment.
 
@@ -58,23 +63,45 @@ def evaluate_segments(
         predictions: task -> predicted probability, (n,).
         labels: label -> float array, 1/0 or NaN where not observed, (n,).
         source: (n,) source of each impression ("ads", "promotions", ...).
-        tier: (n,) popularity tier 0..7 (``contract.tier_of``).
+        tier: (n,) popularity tier 0..7 (``contract.tier_of``); may be None when ``segments`` is
+            just ``("all",)``.
         targets: what to score.
         true_probabilities: label -> the probability each label was drawn from (synthetic data),
             (n,), NaN where the label is null. Gives ``oracle_ap``: the AP of the Bayes-optimal
             ranking, the ceiling a model can reach on those rows. Labels missing here get NaN.
+        formats: (n,) ad format of each impression (None for none); needed by targets with formats.
+        segments: which of ``SEGMENTS`` to score, in that order (validation needs only "all").
 
     Returns:
-        len(targets) * len(SEGMENTS) rows, target-major, segments in ``SEGMENTS`` order.
+        len(targets) * len(segments) rows, target-major, segments in ``SEGMENTS`` order.
     """
-    tier = check_tier(tier)
     source = np.asarray(source)
+    chosen = [s for s in SEGMENTS if s in segments]
+    if tier is None:
+        if chosen != [ALL]:
+            raise ValueError(f"segments {chosen} need the tier of each row")
+        tier = np.zeros(source.shape, dtype=np.int8)
+    tier = check_tier(tier)
     if source.shape != tier.shape:
         raise ValueError(f"source has shape {source.shape}, expected {tier.shape}")
     rows: list[MetricRow] = []
     for target in targets:
-        rows.extend(_evaluate_target(target, predictions, labels, source, tier, true_probabilities))
+        keep = _target_rows(target, labels, source, formats, tier.size)
+        rows.extend(_evaluate_target(target, keep, predictions, labels, tier, true_probabilities, chosen))
     return EvaluationResult(tuple(rows))
+
+
+def _target_rows(target: EvalTarget, labels: Mapping[str, np.ndarray], source: np.ndarray,
+                 formats: np.ndarray | None, n: int) -> np.ndarray:
+    """(n,) rows the target is scored on: its label observed, its source(s), its formats."""
+    keep = ~np.isnan(_column(labels, target.label, "label", n))
+    if target.source is not None:
+        keep &= np.isin(source, [target.source] if isinstance(target.source, str) else list(target.source))
+    if target.formats is not None:
+        if formats is None:
+            raise ValueError(f"target {target.name!r} is scored per format: pass the formats of the rows")
+        keep &= np.isin(np.asarray(formats, dtype=object), list(target.formats))
+    return keep
 
 
 def _column(arrays: Mapping[str, np.ndarray], key: str, what: str, n: int) -> np.ndarray:
@@ -88,33 +115,32 @@ def _column(arrays: Mapping[str, np.ndarray], key: str, what: str, n: int) -> np
 
 def _evaluate_target(
     target: EvalTarget,
+    keep: np.ndarray,
     predictions: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
-    source: np.ndarray,
     tier: np.ndarray,
     true_probabilities: Mapping[str, np.ndarray] | None,
+    segments: Sequence[str],
 ) -> list[MetricRow]:
     n = tier.size
     y = _column(labels, target.label, "label", n)
     p = _column(predictions, target.task, "prediction for task", n)
-    keep = ~np.isnan(y)
-    if target.source is not None:
-        keep &= source == target.source
     y, p = observed(y[keep], p[keep])  # (m,)
     tier = tier[keep]  # (m,)
+    wanted = [SEGMENTS.index(s) for s in segments]
 
     order = np.argsort(-p)  # tie order is irrelevant: tied scores form one threshold
-    y_desc, p_desc, seg_desc = y[order], p[order], segment_masks(tier[order])  # seg_desc: (S, m)
+    y_desc, p_desc, seg_desc = y[order], p[order], segment_masks(tier[order])[wanted]  # seg_desc: (S, m)
     oracle = None
     if true_probabilities is not None and target.label in true_probabilities:
         q = _column(true_probabilities, target.label, "true probability for label", n)[keep]
         if not np.isfinite(q).all():
             raise ValueError(f"true probability for label {target.label!r} is NaN on observed rows")
         q_order = np.argsort(-q)
-        oracle = (y[q_order], q[q_order], segment_masks(tier[q_order]))
+        oracle = (y[q_order], q[q_order], segment_masks(tier[q_order])[wanted])
 
     rows = []
-    for s, segment in enumerate(SEGMENTS):
+    for s, segment in enumerate(segments):
         ys, ps = y_desc[seg_desc[s]], p_desc[seg_desc[s]]
         oracle_ap = float("nan")
         if oracle is not None:

@@ -1,9 +1,9 @@
 """Format-aware evaluation: AP of each label on each ad format, scored by the head serving it.
 
 A model with per-format heads (``click_audio``, ``click_video`` ...) serves an impression of format
-f with f's head; a model with one ``click`` head serves every format with it. ``format_task`` makes
-that choice from the task specs, so every architecture is scored on the same rows with the head it
-would serve them with. The "all" row pools the routed predictions of every format: the AP of the
+f with f's head; a model with one ``click`` head serves every format with it. ``evaluation.heads``
+makes that choice from the task specs, so every architecture is scored on the same rows with the
+head it would serve them with, by the one evaluator (``evaluate_segments``). The "all" row pools the routed predictions of every format: the AP of the
 model as served, across formats.
 """
 
@@ -16,7 +16,9 @@ import numpy as np
 
 from unitarget.config import TaskSpec
 from unitarget.contract import AD_FORMATS
-from unitarget.evaluation.metrics import average_precision
+from unitarget.evaluation.evaluate import EvalTarget, evaluate_segments
+from unitarget.evaluation.heads import format_targets, head_for
+from unitarget.evaluation.segments import ALL
 
 ALL_FORMATS = "all"
 
@@ -35,24 +37,9 @@ class FormatRow:
 
 
 def format_task(tasks: Sequence[TaskSpec], label: str, fmt: str) -> str | None:
-    """The head that serves ``label`` on impressions of format ``fmt``, in order of preference:
-
-    1. a task of that label whose ``formats`` include ``fmt`` (the format mask says it is f's head);
-    2. a task named ``<label>_<fmt>`` (a per-format head trained without the format mask);
-    3. a task of that label without a format filter (one head for every format);
-
-    None when the model has no head for it (a single-task model of another format).
-    """
-    with_label = [t for t in tasks if t.label == label]
-    for rule in (
-        lambda t: t.formats is not None and fmt in t.formats,
-        lambda t: t.name == f"{label}_{fmt}",
-        lambda t: t.formats is None,
-    ):
-        found = [t.name for t in with_label if rule(t)]
-        if found:
-            return found[0]
-    return None
+    """The head that serves ``label`` on impressions of format ``fmt`` (``heads.head_for``'s
+    rules); None when the model has no head for it (a single-task model of another format)."""
+    return head_for(tasks, label, fmt=fmt)
 
 
 def evaluate_formats(
@@ -69,7 +56,7 @@ def evaluate_formats(
         predictions: task -> (n,) probability.
         labels: label -> (n,) 1/0/NaN (NaN = not observed).
         formats: (n,) format string of each impression (None or other values join no format).
-        tasks: the model's task specs (for ``format_task``).
+        tasks: the model's task specs (for ``heads.format_targets``).
         label_names: labels to score, e.g. ("click", "stream").
         true_probabilities: label -> (n,) true probability (synthetic data), for the oracle AP.
 
@@ -78,30 +65,21 @@ def evaluate_formats(
         row when every format has one.
     """
     formats = np.asarray(formats, dtype=object)
-    truths = true_probabilities or {}
-    rows: list[FormatRow] = []
+    truths = {k: v for k, v in (true_probabilities or {}).items() if k in label_names}
+    predictions = dict(predictions)
+    targets: list[EvalTarget] = []
     for label in label_names:
-        y = np.asarray(labels[label], dtype=np.float64)
-        routed = np.full(y.shape, np.nan)
-        heads = []
-        for fmt in AD_FORMATS:
-            task = format_task(tasks, label, fmt)
-            if task is None:
-                continue
-            rows_f = formats == fmt
-            routed[rows_f] = predictions[task][rows_f]
-            heads.append(task)
-            rows.append(_row(label, fmt, task, y, predictions[task], rows_f, truths.get(label)))
-        if len(heads) == len(AD_FORMATS):
-            served = np.isin(formats, AD_FORMATS)
-            rows.append(_row(label, ALL_FORMATS, "+".join(dict.fromkeys(heads)), y, routed, served,
-                             truths.get(label)))
-    return rows
-
-
-def _row(label: str, fmt: str, task: str, y: np.ndarray, p: np.ndarray, rows: np.ndarray,
-         truth: np.ndarray | None) -> FormatRow:
-    keep = rows & ~np.isnan(y)
-    oracle = float("nan") if truth is None else average_precision(y[keep], np.asarray(truth)[keep])
-    return FormatRow(label=label, format=fmt, task=task, n=int(keep.sum()), n_pos=int(y[keep].sum()),
-                     ap=average_precision(y[keep], np.asarray(p)[keep]), oracle_ap=oracle)
+        per_format = format_targets(tasks, label)
+        targets += per_format
+        if len(per_format) == len(AD_FORMATS):  # the model as served: each row by its format's head
+            routed = np.full(formats.shape, np.nan)
+            for target in per_format:
+                rows = formats == target.formats[0]
+                routed[rows] = predictions[target.task][rows]
+            heads = "+".join(dict.fromkeys(t.task for t in per_format))
+            predictions[heads] = routed
+            targets.append(EvalTarget(f"{label}_{ALL_FORMATS}", heads, label, None, tuple(AD_FORMATS)))
+    result = evaluate_segments(predictions, labels, np.full(formats.shape, None, dtype=object), None, targets,
+                               truths or None, formats=formats, segments=(ALL,))
+    return [FormatRow(label=r.label, format=r.target.removeprefix(f"{r.label}_"), task=r.task, n=r.n,
+                      n_pos=r.n_pos, ap=r.ap, oracle_ap=r.oracle_ap) for r in result.rows]

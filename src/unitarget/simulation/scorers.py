@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from unitarget import contract
 from unitarget.errors import UnitargetError
+from unitarget.evaluation.heads import objective_weights
 from unitarget.pipeline import TrainedModel
 from unitarget.simulation.market import Marketplace
 from unitarget.synth import World, vocab
@@ -123,20 +124,15 @@ def candidate_table(world: World, p: Placements, campaign: np.ndarray, ts_us: np
 
 
 def _task_weights(model: TrainedModel, objective: Mapping[str, float]) -> np.ndarray:
-    """(T,) weights on the model's task columns: each label's weight on the task that predicts it
-    for ads (``stream``: the ads stream task, which is the promotions head for the Fig. 2A
-    baseline; other labels: a task with that label that learns from ads, else any)."""
+    """(T,) weights on the model's task columns: each label's weight on the head serving it on ad
+    impressions (``evaluation.heads``; for ``stream`` the promotions head of the Fig. 2A baseline)."""
     names = list(model.model.task_names)
+    try:
+        by_task = objective_weights(model.config, objective, contract.ADS)
+    except KeyError as missing:
+        raise UnitargetError(f"simulate.objective weighs {missing.args[0]!r}, but the model has no task for it "
+                             f"(tasks: {', '.join(names)})") from None
     weights = np.zeros(len(names))
-    for label, weight in objective.items():
-        if label == contract.REQUIRED_LABEL:
-            task = model.config.stream_task(contract.ADS)
-        else:
-            specs = [t for t in model.config.tasks if t.label == label]
-            specs.sort(key=lambda t: contract.ADS not in t.sources)
-            if not specs:
-                raise UnitargetError(f"simulate.objective weighs {label!r}, but the model has no task for it "
-                                     f"(tasks: {', '.join(names)})")
-            task = specs[0].name
+    for task, weight in by_task.items():
         weights[names.index(task)] += weight
     return weights

@@ -20,7 +20,9 @@ import pyarrow.compute as pc
 from unitarget import contract
 from unitarget.config import Config
 from unitarget.contract import Group
-from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult, average_precision
+from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult
+from unitarget.evaluation.heads import channel_targets
+from unitarget.evaluation.segments import ALL
 from unitarget.pipeline import TrainedModel, load_model, train, trained_on
 from unitarget.presets import ABLATION_VARIANTS, BASELINE_PRESET, Variant
 from unitarget.training.loop import SilentHooks, TrainingHooks
@@ -84,7 +86,6 @@ def run_ablation(
     import time
 
     cold = cold_ad_history_mask(train_rows, test_rows)
-    stream = test_rows.column(contract.REQUIRED_LABEL).cast(pa.float64()).to_numpy(zero_copy_only=False)
     runs = []
     for seed in seeds:
         for variant in variants:
@@ -100,17 +101,16 @@ def run_ablation(
                 log(f"seed {seed}: training {variant.name}")
                 trained = train(train_rows, run_dir, variant_config, hooks=hooks_for(f"{variant.name} s{seed}"))
             result = trained.evaluate(test_rows)
-            runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold, stream),
+            runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold),
                                     time.perf_counter() - started))
     return runs
 
 
-def _slice_ap(trained: TrainedModel, test_rows: pa.Table, rows: np.ndarray, stream: np.ndarray) -> float:
-    task = trained.config.stream_task(contract.ADS)
-    probs = trained.probabilities(test_rows.filter(pa.array(rows)))[:, trained.model.task_names.index(task)]
-    labels = stream[rows]
-    observed = ~np.isnan(labels)
-    return average_precision(labels[observed], probs[observed])
+def _slice_ap(trained: TrainedModel, test_rows: pa.Table, rows: np.ndarray) -> float:
+    """Ads AP (the paper's column, scored by the head serving stream on ads) on the ``rows`` slice."""
+    ads_stream = [t for t in channel_targets(trained.config) if t.name == ADS_STREAM]
+    result = trained.evaluate(test_rows.filter(pa.array(rows)), ads_stream, segments=(ALL,))
+    return result.ap(ADS_STREAM) if ads_stream else float("nan")
 
 
 #: (column key, target, segment) summarised per variant.

@@ -24,10 +24,10 @@ import torch
 
 from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
-from unitarget.contract import AD_FORMATS
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import split_newest_days
+from unitarget.evaluation.batches import batch_formats, label_arrays
 from unitarget.evaluation.formats import ALL_FORMATS, FormatRow, evaluate_formats
 from unitarget.models import MultiTaskModel
 from unitarget.pipeline import load_log
@@ -77,19 +77,6 @@ class EncodedStudy:
         return self.cache[labels]
 
 
-def _label_arrays(batch: Batch, labels: Sequence[str]) -> dict[str, np.ndarray]:
-    """label -> (n,) float with NaN where not observed."""
-    y = batch.labels.numpy().astype(np.float64)
-    y[~batch.label_mask.numpy()] = np.nan
-    return {label: y[:, j] for j, label in enumerate(labels)}
-
-
-def batch_formats(batch: Batch) -> np.ndarray:
-    """(n,) format name of each row of an encoded batch (None for null or other formats)."""
-    names = np.array([*AD_FORMATS, None], dtype=object)
-    return names[batch.format.numpy()]
-
-
 def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch, labels: tuple[str, ...],
                   truths: dict[str, np.ndarray] | None = None) -> list[FormatRow]:
     """Per-format rows of the heads of one or more models (the single-task arm has three)."""
@@ -100,7 +87,7 @@ def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch,
         predictions |= {task: probs[:, j] for j, task in enumerate(model.task_names)}
         specs += list(config.tasks)
     wanted = [label for label in LABELS if any(t.label == label for t in specs)]
-    return evaluate_formats(predictions, _label_arrays(batch, labels), batch_formats(batch), specs, wanted,
+    return evaluate_formats(predictions, label_arrays(batch, labels), batch_formats(batch), specs, wanted,
                             truths)
 
 

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.errors import UnitargetError
-from unitarget.evaluation import ADS_STREAM, PROMOTIONS_STREAM, average_precision
+from unitarget.evaluation import ADS_STREAM, PROMOTIONS_STREAM, EvalTarget, average_precision
+from unitarget.evaluation.segments import ALL
 from unitarget.pipeline import TrainedModel, finetune, train
 from unitarget.presets import apply_preset
 
@@ -62,10 +63,9 @@ def _subsample(table: pa.Table, fraction: float, seed: int) -> pa.Table:
 
 
 def _ap(model: TrainedModel, rows: pa.Table, task: str) -> float:
-    probs = model.probabilities(rows)[:, model.model.task_names.index(task)]
-    labels = rows.column(contract.REQUIRED_LABEL).cast(pa.float64()).to_numpy(zero_copy_only=False)
-    observed = ~np.isnan(labels)
-    return average_precision(labels[observed], probs[observed])
+    """AP of head ``task`` on stream over ``rows`` (the surface's test impressions)."""
+    target = EvalTarget(task, task, contract.REQUIRED_LABEL, None)
+    return model.evaluate(rows, [target], segments=(ALL,)).ap(task)
 
 
 def run_new_objective_study(
