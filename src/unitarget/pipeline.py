@@ -84,7 +84,7 @@ class TrainedModel:
 
     def probabilities(self, table: pa.Table) -> np.ndarray:
         """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
-        return predict_probabilities(self.model, self.encode(table), self.config.train.eval_batch_size,
+        return predict_probabilities(self.model, self.encode(table).features, self.config.train.eval_batch_size,
                                      self.config.train.bf16)
 
     def predict(self, table: pa.Table) -> pa.Table:
@@ -111,7 +111,7 @@ class TrainedModel:
 
     def evaluate(self, table: pa.Table) -> EvaluationResult:
         batch = self.encode(table)
-        probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size, self.config.train.bf16)
+        probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size, self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
         for label in {t.label for t in self.evaluation_targets()}:
@@ -120,7 +120,7 @@ class TrainedModel:
             if truth_column in table.column_names:
                 truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
         source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-        return evaluate_segments(predictions, labels, source, batch.tier.numpy(), self.evaluation_targets(),
+        return evaluate_segments(predictions, labels, source, batch.targets.tier.numpy(), self.evaluation_targets(),
                                  truths or None)
 
     def save(self, run_dir: Path) -> None:
@@ -214,8 +214,8 @@ def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
     tasks = model.tasks
-    probs = predict_probabilities(model.model, batch, model.config.train.eval_batch_size, model.config.train.bf16)
-    rows, targets = tasks.loss_weights(batch).bool().numpy(), tasks.targets(batch).numpy()
+    probs = predict_probabilities(model.model, batch.features, model.config.train.eval_batch_size, model.config.train.bf16)
+    rows, targets = tasks.loss_weights(batch.targets).bool().numpy(), tasks.targets(batch.targets).numpy()
     return {name: average_precision(targets[rows[:, j], j], probs[rows[:, j], j]) for j, name in enumerate(tasks.names)}
 
 
@@ -253,7 +253,7 @@ def _train_and_publish(
 ) -> TrainedModel:
     tasks = TaskSet(config.tasks, config.sources)
     train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
-    for name, rate in zip(tasks.names, tasks.base_rates(train_batch)):
+    for name, rate in zip(tasks.names, tasks.base_rates(train_batch.targets)):
         if name in start_at_rate:
             model.towers[name].start_at_rate(rate)
 
@@ -327,11 +327,11 @@ def _float_labels(table: pa.Table, label: str) -> np.ndarray:
 
 def _sampler(batch: Batch, config: Config) -> NaturalSampler | SourceBalancedSampler:
     size, seed = config.train.batch_size, config.train.seed
-    present = set(torch.unique(batch.source).tolist())
+    present = set(torch.unique(batch.targets.source).tolist())
     if not config.sampling.balanced or len(present) < 2:
         return NaturalSampler(len(batch), size, seed)
     shares = {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
-    return SourceBalancedSampler(batch.source, size, shares, seed)
+    return SourceBalancedSampler(batch.targets.source, size, shares, seed)
 
 
 def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
@@ -339,7 +339,7 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
     (the paper's model-selection metric), or of ``evaluation.selection_task`` when one is set
     (fine-tuning selects on its new task). It never sees the test split.
     """
-    probs = predict_probabilities(model, valid, config.train.eval_batch_size, config.train.bf16)
+    probs = predict_probabilities(model, valid.features, config.train.eval_batch_size, config.train.bf16)
     tasks = TaskSet(config.tasks, config.sources)
     selection = config.evaluation.selection_task
     chosen = (
@@ -349,11 +349,11 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
     details: dict[str, float] = {}
     for source, task in chosen:
         column = tasks.labels.index(tasks.specs[tasks.names.index(task)].label)
-        rows = (valid.source == config.sources.index(source)) & valid.label_mask[:, column]
+        rows = (valid.targets.source == config.sources.index(source)) & valid.targets.label_mask[:, column]
         if not bool(rows.any()):
             continue
         details[f"ap_{source}_{task}"] = average_precision(
-            valid.labels[rows, column].numpy(), probs[rows.numpy(), tasks.names.index(task)]
+            valid.targets.labels[rows, column].numpy(), probs[rows.numpy(), tasks.names.index(task)]
         )
     finite = [v for v in details.values() if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("-inf")), details

@@ -156,15 +156,15 @@ class EncodedStudy:
 
 def _label_arrays(batch: Batch, labels: Sequence[str]) -> dict[str, np.ndarray]:
     """label -> (n,) float with NaN where not observed."""
-    y = batch.labels.numpy().astype(np.float64)
-    y[~batch.label_mask.numpy()] = np.nan
+    y = batch.targets.labels.numpy().astype(np.float64)
+    y[~batch.targets.label_mask.numpy()] = np.nan
     return {label: y[:, j] for j, label in enumerate(labels)}
 
 
 def batch_formats(batch: Batch) -> np.ndarray:
     """(n,) format name of each row of an encoded batch (None for null or other formats)."""
     names = np.array([*AD_FORMATS, None], dtype=object)
-    return names[batch.format.numpy()]
+    return names[batch.targets.format.numpy()]
 
 
 def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch, labels: tuple[str, ...],
@@ -173,7 +173,7 @@ def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch,
     predictions: dict[str, np.ndarray] = {}
     specs: list[TaskSpec] = []
     for config, model in models:
-        probs = predict_probabilities(model, batch, config.train.eval_batch_size, config.train.bf16)
+        probs = predict_probabilities(model, batch.features, config.train.eval_batch_size, config.train.bf16)
         predictions |= {task: probs[:, j] for j, task in enumerate(model.task_names)}
         specs += list(config.tasks)
     wanted = [label for label in LABELS if any(t.label == label for t in specs)]
@@ -198,7 +198,7 @@ def train_model(config: Config, encoded: EncodedStudy) -> MultiTaskModel:
     encoder, train_batch, valid_batch, _ = encoded.get(tasks.labels)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, encoder.layout_, tasks.names, config.task_groups())
-    for tower, rate in zip(model.towers.values(), tasks.base_rates(train_batch)):
+    for tower, rate in zip(model.towers.values(), tasks.base_rates(train_batch.targets)):
         tower.start_at_rate(rate)
     with tempfile.TemporaryDirectory(prefix="unitarget-camoe-") as run_dir:
         fit(model, tasks, train_batch,
