@@ -83,3 +83,14 @@ def test_tiers_fall_back_to_training_stream_counts(tiny_log):
     shows = tiny_log.column("show_id").to_numpy(zero_copy_only=False)
     never_streamed = set(shows) - set(shows[streams == 1])
     assert np.all(tiers[np.isin(shows, list(never_streamed))] == 7)
+
+
+def test_vector_features_pass_through_and_a_missing_vector_reads_as_zeros(tiny_log):
+    vectors = pa.array([[float(i), -float(i)] if i % 5 else None for i in range(tiny_log.num_rows)],
+                       pa.list_(pa.float32(), 2))
+    log = tiny_log.append_column("emb", vectors)
+    encoder = _encoder(log, extra=[{"name": "emb", "group": "content", "kind": "vector"}])
+    column = [n for n, _ in encoder.layout_.dense].index("emb")  # width-1 counts come first
+    dense = encoder.transform(log).features.dense.numpy()[:, column:column + 2]
+    expected = np.array([[i, -i] if i % 5 else [0, 0] for i in range(tiny_log.num_rows)], dtype=np.float32)
+    np.testing.assert_array_equal(dense, expected)
