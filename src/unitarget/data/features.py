@@ -23,7 +23,8 @@ from unitarget import contract
 from unitarget.config import FeaturesConfig
 from unitarget.contract import FeatureColumn, Group, Kind
 from unitarget.data.batch import Batch, Features, Targets
-from unitarget.data.encoders import PADDING_ROW, log1p_counts, pack_bags, pack_vectors, scale_counts, time_column
+from unitarget.data.encoders import (PADDING_ROW, TIME_FIELDS, log1p_counts, pack_bags, pack_vectors, scale_counts,
+                                     time_column)
 from unitarget.data.tiers import TierMap
 from unitarget.data.vocabulary import HashedVocabulary, Vocabulary, as_string, vocabulary_from_dict
 
@@ -243,7 +244,7 @@ class FeatureEncoder:
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     """A column, deriving hour of day and weekday (as ids) from ``ts``."""
-    if name in (contract.HOUR, contract.WEEKDAY):
+    if name in TIME_FIELDS:
         return time_column(name, table.column(contract.TS))
     return table.column(name)
 

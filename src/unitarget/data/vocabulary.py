@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -41,12 +42,14 @@ class Vocabulary:
         counts = pc.value_counts(as_string(values).drop_null())
         keep = pc.greater_equal(counts.field("counts"), self.min_count)
         kept = pc.filter(counts.field("values"), keep)
-        self._set_values(pc.take(kept, pc.sort_indices(kept)))  # sorted: same vocabulary for any row order
+        self.values_ = pc.take(kept, pc.sort_indices(kept))  # sorted: same vocabulary for any row order
+        self.__dict__.pop("_rows", None)  # refitted: ``lookup`` rebuilds its dict
         return self
 
-    def _set_values(self, values: pa.Array) -> None:
-        self.values_ = values
-        self._rows = {value: row + 1 for row, value in enumerate(values.to_pylist())}  # for ``lookup``
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        """value -> row, built on the first ``lookup`` (training never pays for it)."""
+        return {value: row + 1 for row, value in enumerate(self.values_.to_pylist())}
 
     @property
     def size(self) -> int:
@@ -68,7 +71,7 @@ class Vocabulary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
         vocab = cls(min_count=data["min_count"])
-        vocab._set_values(pa.array(data["values"], type=pa.string()))
+        vocab.values_ = pa.array(data["values"], type=pa.string())
         return vocab
 
 

@@ -49,6 +49,8 @@ class RequestEncoder:
     def __init__(self, encoder: FeatureEncoder) -> None:
         self.layout = encoder.layout_
         self.vocabularies = dict(encoder.vocabularies_)
+        for vocabulary in self.vocabularies.values():
+            vocabulary.lookup([])  # builds its dict now, not on the first request
         self.numeric_stats = dict(encoder.numeric_stats_)
         self.vector_widths = dict(encoder.vector_widths_)
         #: carrier ("user", "context", "candidates") -> extra feature name -> kind
@@ -76,9 +78,9 @@ class RequestEncoder:
         """Every extra feature sent is one of the model's, for the object that carries its group,
         with a value of its kind (a vector: of its width)."""
         items: list[tuple[list[str | int], dict[str, FeatureValue] | None, str]] = [
-            (["body", "user"], user.features, "user"), (["body", "context"], context.features, "context"),
-            *((["body", "candidates", i], c.features, "candidates") for i, c in enumerate(candidates)),
-        ]
+            (["body", "user"], user.features, "user"), (["body", "context"], context.features, "context")]
+        items += [(["body", "candidates", i], c.features, "candidates")
+                  for i, c in enumerate(candidates) if c.features is not None]
         for loc, features, carrier in items:
             for name, value in (features or {}).items():
                 kinds = self.extras[carrier]
@@ -118,9 +120,8 @@ class RequestEncoder:
             if name in self.numeric_stats:
                 raw = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
                 dense[:, col] = scale_counts(raw, *self.numeric_stats[name])
-            else:
-                given = [v for v in values if v is not None]
-                flat = np.array([x for v in given for x in v], dtype=np.float64)
+            elif any(v is not None for v in values):  # else zeros, as for a vector column left out
+                flat = np.array([x for v in values if v is not None for x in v], dtype=np.float64)
                 dense[:, col:col + width] = pack_vectors(flat, np.array([v is not None for v in values]), width)
             col += width
         return dense
