@@ -12,21 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from unitarget.config import Config, merge
 from unitarget.data.features import FeatureEncoder
-from unitarget.models import build_model
 from unitarget.scoring import predict_probabilities
 from unitarget.synth import World, WorldParams, generate_log
-from unitarget.training.balancing import StaticWeights
-from unitarget.training.loop import fit
-from unitarget.training.sampling import SourceBalancedSampler
-from unitarget.training.tasks import TaskSet
+from unitarget.training.loop import MemoryStore, fit
+from unitarget.training.setup import build_setup
+from unitarget.training.tasks import labels_of
 
 
 def main() -> None:
@@ -40,22 +36,18 @@ def main() -> None:
 
     config = merge(Config(), {"train": {"bf16": args.bf16, "max_epochs": args.epochs, "patience": args.epochs}})
     table = generate_log(World.generate(WorldParams(n_impressions=args.rows, seed=1)))
-    tasks = TaskSet(config.tasks, config.sources)
-    encoder = FeatureEncoder(config.features, config.sources, tasks.labels).fit(table)
+    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(table)
     data = encoder.transform(table)
-    torch.manual_seed(0)
-    model = build_model(config.model, encoder.layout_, tasks.names)
-    sampler = SourceBalancedSampler(data.source, config.train.batch_size, {0: 0.5, 1: 0.5}, seed=0)
-
-    with tempfile.TemporaryDirectory() as run_dir:
-        state = fit(model, tasks, data, sampler=sampler, balancer=StaticWeights(tasks.weights),
-                    validate=lambda m: (0.0, {}), train_config=config.train, optim_config=config.optim,
-                    run_dir=Path(run_dir))
+    setup = build_setup(config, encoder.layout_, data)  # the default: source-balanced, static weights
+    model = setup.model
+    state = fit(model, setup.tasks, data, sampler=setup.sampler, balancer=setup.balancer,
+                validate=lambda m: (0.0, {}), train_config=config.train, optim_config=config.optim,
+                store=MemoryStore())
     train_speed = max(record["examples_per_s"] for record in state.history)
 
-    predict_probabilities(model, data.slice(0, 65_536), bf16=args.bf16)  # warm-up
+    predict_probabilities(model, data.features.slice(0, 65_536), bf16=args.bf16)  # warm-up
     started = time.perf_counter()
-    predict_probabilities(model, data, config.train.eval_batch_size, bf16=args.bf16)
+    predict_probabilities(model, data.features, config.train.eval_batch_size, bf16=args.bf16)
     predict_speed = len(data) / (time.perf_counter() - started)
 
     print(json.dumps({

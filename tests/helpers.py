@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from unitarget.data.batch import Batch
+from dataclasses import replace
+
+from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
 
 
@@ -26,17 +28,20 @@ def tiny_batch(layout: FeatureLayout, sources: list[int], n_labels: int = 4, see
     """Random ids inside each feature's block, every label observed, the given source per row."""
     g = torch.Generator().manual_seed(seed)
     n = len(sources)
-    width = layout.bags[-1][2]
-    ids = torch.zeros(n, width, dtype=torch.int32)
+    ids = torch.zeros(n, layout.ids_width, dtype=torch.int32)
     for j, name in enumerate(layout.categorical):
         ids[:, j] = layout.offsets[name] + torch.randint(0, 5, (n,), generator=g, dtype=torch.int32)
     name, start, stop = layout.bags[0]
     ids[:, start:stop] = layout.offsets[name] + torch.randint(0, 5, (n, stop - start), generator=g, dtype=torch.int32)
-    return Batch(
-        ids=ids,
-        dense=torch.randn(n, layout.dense_dim, generator=g),
+    features = Features(ids=ids, dense=torch.randn(n, layout.dense_dim, generator=g))
+    return Batch(features, Targets(
         labels=torch.randint(0, 2, (n, n_labels), generator=g).float(),
         label_mask=torch.ones(n, n_labels, dtype=torch.bool),
         source=torch.tensor(sources, dtype=torch.int64),
         tier=torch.zeros(n, dtype=torch.int64),
-    )
+    ))
+
+
+def with_formats(batch: Batch, formats: list[int]) -> Batch:
+    """``batch`` with these format indices (``tiny_batch`` leaves the format unencoded)."""
+    return Batch(batch.features, replace(batch.targets, format=torch.tensor(formats)))

@@ -23,7 +23,7 @@ def _tower_grads(config: Config, source_rows: list[int]) -> dict[str, float]:
     tasks = TaskSet(config.tasks, config.sources)
     model = build_model(ModelConfig(hidden=(8,), tower_hidden=(4,)), layout, tasks.names)
     batch = tiny_batch(layout, source_rows, n_labels=len(tasks.labels))
-    tasks.losses(model(batch), batch).sum().backward()
+    tasks.losses(model(batch.features), batch.targets).sum().backward()
     return {name: sum(float(p.grad.abs().sum()) for p in tower.parameters()) for name, tower in model.towers.items()}
 
 

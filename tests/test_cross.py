@@ -69,7 +69,7 @@ def test_cross_layers_sit_before_any_encoder_and_the_source_mask_still_cuts_the_
                          cross={"layers": 2, "rank": 4})
     model = build_model(config, layout, tasks.names)
     batch = tiny_batch(layout, [0] * 6, n_labels=len(tasks.labels))  # ad impressions only
-    tasks.losses(model(batch), batch).sum().backward()
+    tasks.losses(model(batch.features), batch.targets).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.cross.parameters())
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.towers["promo_stream"].parameters())
     assert any(p in set(model.shared_parameters()) for p in model.cross.parameters())

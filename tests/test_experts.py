@@ -1,6 +1,5 @@
 """MMoE, PLE/CGC and CAMoE: shapes, gates on the simplex, and masks that cut the right gradients."""
 
-from dataclasses import replace
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +12,7 @@ from unitarget.models.experts import SHARED, ExpertBank, GatedExperts
 from unitarget.pipeline import load_model, train
 from unitarget.presets import TABLE1_ORDER, apply_preset
 from unitarget.training.tasks import TaskSet
-from tests.helpers import tiny_batch, tiny_layout
+from tests.helpers import tiny_batch, tiny_layout, with_formats
 
 AUDIO, VIDEO, DISPLAY = 0, 1, 2
 TASKS = tuple(
@@ -46,8 +45,7 @@ def _model(name: str, tasks=TASKS):
 
 
 def _format_batch(layout, formats: list[int]):
-    batch = tiny_batch(layout, [0] * len(formats), n_labels=2)
-    return replace(batch, format=torch.tensor(formats))
+    return with_formats(tiny_batch(layout, [0] * len(formats), n_labels=2), formats)
 
 
 def test_expert_bank_equals_separate_mlps():
@@ -66,18 +64,18 @@ def test_expert_bank_equals_separate_mlps():
 def test_shapes_one_representation_per_task_and_one_logit_per_task(name):
     model, layout = _model(name)
     batch = _format_batch(layout, [AUDIO, VIDEO, DISPLAY, AUDIO, VIDEO])
-    x = model.cross(model.embedder(batch.ids, batch.dense))
+    x = model.cross(model.embedder(batch.features.ids, batch.features.dense))
     z = model.encoder(x)
     assert isinstance(z, list) and len(z) == len(TASKS)
     assert all(t.shape == (5, model.encoder.output_dim) for t in z)
-    assert model(batch).shape == (5, len(TASKS))
+    assert model(batch.features).shape == (5, len(TASKS))
 
 
 @pytest.mark.parametrize("name", list(ENCODERS))
 def test_gates_are_softmax_weights_over_the_experts_each_reader_may_use(name):
     model, layout = _model(name)
     batch = _format_batch(layout, [AUDIO, VIDEO, DISPLAY, AUDIO])
-    gates = model.encoder.gate_weights(model.cross(model.embedder(batch.ids, batch.dense)))
+    gates = model.encoder.gate_weights(model.cross(model.embedder(batch.features.ids, batch.features.dense)))
     e = ENCODERS[name][0]["experts"]
     last = e.get("levels", 1) - 1
     for task in TASKS:
@@ -104,7 +102,7 @@ def test_an_audio_impression_updates_only_the_audio_tasks(name):
     model, layout = _model(name)
     tasks = TaskSet(TASKS, ("ads", "promotions"))
     batch = _format_batch(layout, [AUDIO] * 6)
-    tasks.losses(model(batch), batch).sum().backward()
+    tasks.losses(model(batch.features), batch.targets).sum().backward()
     last = model.encoder.levels[-1]
     for task in TASKS:
         own = task.formats == ("audio",)
@@ -126,7 +124,7 @@ def test_forward_tasks_computes_only_the_selected_tasks_with_the_same_values(nam
     model.eval()
     batch = _format_batch(layout, [AUDIO, VIDEO, DISPLAY])
     with torch.no_grad():
-        assert torch.allclose(model.forward_tasks(batch, [0, 3]), model(batch)[:, [0, 3]], atol=1e-6)
+        assert torch.allclose(model.forward_tasks(batch.features, [0, 3]), model(batch.features)[:, [0, 3]], atol=1e-6)
 
 
 def test_camoe_groups_come_from_the_task_formats_and_modality_map():
@@ -171,8 +169,8 @@ def test_format_mask_on_the_shared_bottom_cuts_only_the_other_formats_towers():
     model = build_model(ModelConfig(hidden=(8,), tower_hidden=(4,)), layout, [t.name for t in TASKS])
     tasks = TaskSet(TASKS, ("ads", "promotions"))
     batch = _format_batch(layout, [VIDEO] * 5)
-    assert model(batch).shape == (5, len(TASKS))
-    tasks.losses(model(batch), batch).sum().backward()
+    assert model(batch.features).shape == (5, len(TASKS))
+    tasks.losses(model(batch.features), batch.targets).sum().backward()
     for task in TASKS:
         assert (_grad(model.towers[task.name]) > 0) == (task.formats == ("video",)), task.name
     assert _grad(model.encoder) > 0

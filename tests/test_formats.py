@@ -10,7 +10,7 @@ from unitarget.data.features import FeatureEncoder
 from unitarget.errors import ConfigError
 from unitarget.evaluation.formats import ALL_FORMATS, evaluate_formats, format_task
 from unitarget.training.tasks import TaskSet
-from tests.helpers import tiny_batch, tiny_layout
+from tests.helpers import tiny_batch, tiny_layout, with_formats
 
 SOURCES = ("ads", "promotions")
 
@@ -23,18 +23,17 @@ def test_encoder_writes_each_rows_format_index(tiny_log):
     config = Config()
     encoder = FeatureEncoder(config.features, config.sources, ("stream",)).fit(tiny_log)
     batch = encoder.transform(tiny_log)
-    names = np.array(["audio", "video", "display", None], dtype=object)[batch.format.numpy()]
+    names = np.array(["audio", "video", "display", None], dtype=object)[batch.targets.format.numpy()]
     assert (names == np.array(tiny_log.column("format").to_pylist(), dtype=object)).all()
     no_column = encoder.transform(tiny_log.drop_columns(["format"]).slice(0, 5))
-    assert no_column.format.tolist() == [3] * 5  # absent column: no format, no format-filtered task learns
-    assert len(batch.take(torch.tensor([0, 2])).format) == 2 and len(batch.slice(0, 3).format) == 3
+    assert no_column.targets.format.tolist() == [3] * 5  # absent column: no format, no format-filtered task learns
+    assert len(batch.take(torch.tensor([0, 2])).targets.format) == 2 and len(batch.slice(0, 3).targets.format) == 3
 
 
 def test_format_mask_zeroes_other_formats_and_null_format_rows():
     tasks = TaskSet([_spec("click_audio", "click", ("audio",)), _spec("click", "click")], SOURCES)
-    batch = tiny_batch(tiny_layout(), [0, 0, 0, 0], n_labels=1)
-    batch = type(batch)(**{**batch.__dict__, "format": torch.tensor([0, 1, 2, 3])})
-    weights = tasks.loss_weights(batch)
+    batch = with_formats(tiny_batch(tiny_layout(), [0, 0, 0, 0], n_labels=1), [0, 1, 2, 3])
+    weights = tasks.loss_weights(batch.targets)
     assert weights[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]  # click_audio: audio rows only
     assert weights[:, 1].tolist() == [1.0, 1.0, 1.0, 1.0]  # no filter: every row
 
@@ -42,10 +41,9 @@ def test_format_mask_zeroes_other_formats_and_null_format_rows():
 def test_format_mask_cuts_the_logit_gradient_of_other_formats():
     specs = [_spec("click_audio", "click", ("audio",)), _spec("click_video", "click", ("video",))]
     tasks = TaskSet(specs, SOURCES)
-    batch = tiny_batch(tiny_layout(), [0, 0, 0], n_labels=1)
-    batch = type(batch)(**{**batch.__dict__, "format": torch.tensor([0, 0, 1])})
+    batch = with_formats(tiny_batch(tiny_layout(), [0, 0, 0], n_labels=1), [0, 0, 1])
     logits = torch.zeros(3, 2, requires_grad=True)
-    tasks.losses(logits, batch).sum().backward()
+    tasks.losses(logits, batch.targets).sum().backward()
     assert logits.grad[:2, 1].abs().sum() == 0 and logits.grad[2, 0] == 0
     assert logits.grad[:2, 0].abs().sum() > 0 and logits.grad[2, 1] != 0
 
@@ -54,13 +52,13 @@ def test_default_tasks_need_no_format():
     tasks = TaskSet(DEFAULT_TASKS, SOURCES)
     assert not tasks.masks_formats
     batch = tiny_batch(tiny_layout(), [0, 1], n_labels=len(tasks.labels))  # format=None
-    assert tasks.loss_weights(batch).shape == (2, len(tasks))
+    assert tasks.loss_weights(batch.targets).shape == (2, len(tasks))
 
 
 def test_format_filtered_task_without_batch_format_is_an_error():
     tasks = TaskSet([_spec("click_audio", "click", ("audio",))], SOURCES)
-    with pytest.raises(ValueError, match="Batch.format"):
-        tasks.loss_weights(tiny_batch(tiny_layout(), [0], n_labels=1))
+    with pytest.raises(ValueError, match="Targets.format"):
+        tasks.loss_weights(tiny_batch(tiny_layout(), [0], n_labels=1).targets)
 
 
 def test_misspelt_format_is_rejected_naming_the_field():

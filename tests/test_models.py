@@ -20,12 +20,12 @@ def _reference(embedder: FeatureEmbedder, ids: torch.Tensor, dense: torch.Tensor
 def test_fused_lookup_matches_the_obvious_implementation_forward_and_backward():
     layout = tiny_layout()
     batch = tiny_batch(layout, [0, 1, 0, 1, 1])
-    batch.ids[0, 3:] = 0  # an empty bag
-    batch.ids[1, 4] = 0  # a shorter bag
+    batch.features.ids[0, 3:] = 0  # an empty bag
+    batch.features.ids[1, 4] = 0  # a shorter bag
     torch.manual_seed(0)
     embedder = FeatureEmbedder(layout, dim=4)
-    out = embedder(batch.ids, batch.dense)
-    expected = _reference(embedder, batch.ids, batch.dense)
+    out = embedder(batch.features.ids, batch.features.dense)
+    expected = _reference(embedder, batch.features.ids, batch.features.dense)
     assert torch.allclose(out, expected, atol=1e-6)
     upstream = torch.randn_like(out)
     (grad,) = torch.autograd.grad((out * upstream).sum(), embedder.table.weight)
@@ -33,12 +33,12 @@ def test_fused_lookup_matches_the_obvious_implementation_forward_and_backward():
     assert torch.allclose(grad, expected_grad, atol=1e-6)
     assert torch.all(grad[0] == 0)  # padding row never learns
     with torch.inference_mode():  # the inference path (embedding_bag) computes the same values
-        assert torch.allclose(embedder(batch.ids, batch.dense), expected.detach(), atol=1e-6)
+        assert torch.allclose(embedder(batch.features.ids, batch.features.dense), expected.detach(), atol=1e-6)
 
 
 def test_model_returns_one_logit_per_task():
     layout = tiny_layout()
     model = build_model(ModelConfig(hidden=(16, 8), tower_hidden=(4,)), layout, ["a", "b", "c"])
-    logits = model(tiny_batch(layout, [0] * 7))
+    logits = model(tiny_batch(layout, [0] * 7).features)
     assert logits.shape == (7, 3)
     assert model.task_names == ["a", "b", "c"]

@@ -182,6 +182,10 @@ BAD_BODIES = {
     "bad time": ('{"user": {"user_id": "u"}, "context": {"ts": "yesterday"}, "candidates": [{"show_id": "s"}]}',
                  422, ["body", "context", "ts"]),
     "list for an object": ('{"user": [], "candidates": [{"show_id": "s"}]}', 422, ["body", "user"]),
+    "unknown extra feature": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s"}, {"show_id": "s", '
+                              '"features": {"show_vec": [1.0, 2.0]}}]}', 422, ["body", "candidates", 1, "features", "show_vec"]),
+    "object as a feature value": ('{"user": {"user_id": "u", "features": {"f": {}}}, "candidates": [{"show_id": "s"}]}',
+                                  422, None),
 }
 
 

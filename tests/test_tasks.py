@@ -18,7 +18,7 @@ def _tower_grads(source_rows: list[int], tasks=DEFAULT_TASKS):
     model = build_model(ModelConfig(hidden=(8,), tower_hidden=(4,)), layout, task_set.names)
     batch = tiny_batch(layout, source_rows, n_labels=len(task_set.labels))
     model.train()
-    task_set.losses(model(batch), batch).sum().backward()
+    task_set.losses(model(batch.features), batch.targets).sum().backward()
     return {
         name: sum(float(p.grad.abs().sum()) for p in tower.parameters() if p.grad is not None)
         for name, tower in model.towers.items()
@@ -51,9 +51,9 @@ def test_unobserved_labels_incur_no_loss_and_are_not_read_as_negative():
     task_set = TaskSet(DEFAULT_TASKS, SOURCES)
     batch = tiny_batch(layout, [PROMOS] * 3, n_labels=len(task_set.labels))
     like = task_set.labels.index("like")
-    batch.label_mask[:, like] = False
+    batch.targets.label_mask[:, like] = False
     logits = torch.full((3, len(task_set)), 3.0, requires_grad=True)
-    losses = task_set.losses(logits, batch)
+    losses = task_set.losses(logits, batch.targets)
     assert losses[task_set.names.index("like")] == 0.0
     losses.sum().backward()
     assert torch.all(logits.grad[:, task_set.names.index("like")] == 0)
@@ -63,7 +63,7 @@ def test_loss_is_the_batch_mean_of_masked_bce():
     task_set = TaskSet(DEFAULT_TASKS, SOURCES)
     batch = tiny_batch(tiny_layout(), [ADS, PROMOS], n_labels=len(task_set.labels))
     logits = torch.zeros(2, len(task_set))
-    losses = task_set.losses(logits, batch)
+    losses = task_set.losses(logits, batch.targets)
     ln2 = torch.log(torch.tensor(2.0))
     # promo_stream: only the promotion row counts, divided by the batch size 2
     assert torch.isclose(losses[0], ln2 / 2)

@@ -35,3 +35,12 @@ def test_hashing_is_stable_and_bounded():
     assert ids.min() >= 0 and ids.max() <= 16 and ids[-1] == OOV
     assert ids[1] == ids[1000]  # same id, same bucket, across chunks
     assert np.array_equal(ids, HashedVocabulary(16).transform(values))
+
+
+def test_python_lookup_maps_values_as_the_arrow_transform_does():
+    """``lookup`` (request path) and ``transform`` (log path) share one OOV rule, saved or not."""
+    values = ["a", "b", "c", "zzz", None, "a", ""]
+    fitted = [Vocabulary(min_count=2).fit(pa.array(["a", "a", "b", "c", "c", None])), HashedVocabulary(7)]
+    for vocab in fitted + [vocabulary_from_dict(v.to_dict()) for v in fitted]:
+        assert vocab.lookup(values).tolist() == vocab.transform(pa.array(values, pa.string())).tolist()
+        assert vocab.lookup([]).shape == (0,)

@@ -67,7 +67,7 @@ class TrainedModel:
 
     def probabilities(self, table: pa.Table) -> np.ndarray:
         """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
-        return predict_probabilities(self.model, self.encode(table), self.config.train.eval_batch_size,
+        return predict_probabilities(self.model, self.encode(table).features, self.config.train.eval_batch_size,
                                      self.config.train.bf16)
 
     def predict(self, table: pa.Table) -> pa.Table:
@@ -89,7 +89,7 @@ class TrainedModel:
         true probabilities."""
         targets = self.evaluation_targets() if targets is None else tuple(targets)
         batch = self.encode(table)
-        probs = predict_probabilities(self.model, batch, self.config.train.eval_batch_size, self.config.train.bf16)
+        probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size, self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
         for label in {t.label for t in targets}:
@@ -98,8 +98,8 @@ class TrainedModel:
             if truth_column in table.column_names:
                 truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
         source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-        return evaluate_segments(predictions, labels, source, batch.tier.numpy(), targets, truths or None,
-                                 formats=batch_formats(batch), segments=segments)
+        return evaluate_segments(predictions, labels, source, batch.targets.tier.numpy(), targets, truths or None,
+                                 formats=batch_formats(batch.targets), segments=segments)
 
     def save(self, run_dir: str | Path) -> None:
         """Write this model as a run directory (config, encoder, weights, and the record if any)."""
@@ -185,10 +185,10 @@ def finetune(
 def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
-    probs = predict_probabilities(model.model, batch, model.config.train.eval_batch_size, model.config.train.bf16)
+    probs = predict_probabilities(model.model, batch.features, model.config.train.eval_batch_size, model.config.train.bf16)
     targets = head_targets(model.config)
-    result = evaluate_batch(probs, model.model.task_names, batch, sources=model.config.sources,
-                            labels=model.encoder.labels, targets=targets)
+    result = evaluate_batch(probs, model.model.task_names, batch.targets, sources=model.config.sources,
+                            labels=model.encoder.labels, scored=targets)
     return {t.name: result.ap(t.name) for t in targets}
 
 
@@ -270,9 +270,9 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
     """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
     that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
     It never sees the test split; a target without rows or positives is left out of the mean."""
-    probs = predict_probabilities(model, valid, config.train.eval_batch_size, config.train.bf16)
-    result = evaluate_batch(probs, model.task_names, valid, sources=config.sources,
-                            labels=labels_of(config.tasks), targets=selection_targets(config))
+    probs = predict_probabilities(model, valid.features, config.train.eval_batch_size, config.train.bf16)
+    result = evaluate_batch(probs, model.task_names, valid.targets, sources=config.sources,
+                            labels=labels_of(config.tasks), scored=selection_targets(config))
     details = {row.target: row.ap for row in result.rows if row.n > 0}
     finite = [v for v in details.values() if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("-inf")), details

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unitarget.data.batch import Batch
+from unitarget.data.batch import Features
 from unitarget.models import MultiTaskModel
 
 
 @torch.inference_mode()
 def predict_probabilities(
-    model: MultiTaskModel, data: Batch, batch_size: int = 8_192, bf16: bool = False
+    model: MultiTaskModel, data: Features, batch_size: int = 8_192, bf16: bool = False
 ) -> np.ndarray:
     """(N, T) σ(logits) in task order, computed in slices of ``batch_size`` rows.
 

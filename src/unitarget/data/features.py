@@ -4,7 +4,9 @@
 vocabularies, bag lengths, numeric statistics and the tier map from training rows only, and the
 fitted state (ending in ``_``) is saved beside the model as JSON, so serving encodes exactly as
 training did. All embedding tables are fused into one: each feature owns a contiguous block of
-rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags.
+rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags. What each feature
+kind's encoding means lives in ``encoders`` (shared with the scoring service's request encoder);
+this module reads Arrow columns and fits the state those functions use.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ import torch
 from unitarget import contract
 from unitarget.config import FeaturesConfig
 from unitarget.contract import FeatureColumn, Group, Kind
-from unitarget.data.batch import Batch
+from unitarget.data.batch import Batch, Features, Targets
+from unitarget.data.encoders import (PADDING_ROW, TIME_FIELDS, log1p_counts, pack_bags, pack_vectors, scale_counts,
+                                     time_column)
 from unitarget.data.tiers import TierMap
 from unitarget.data.vocabulary import HashedVocabulary, Vocabulary, as_string, vocabulary_from_dict
-
-PADDING_ROW = 0
 
 
 @dataclass(frozen=True)
 class FeatureLayout:
-    """Where each feature lives in ``Batch.ids``/``Batch.dense`` and in the fused table.
+    """Where each feature lives in ``Features.ids``/``Features.dense`` and in the fused table.
 
     categorical[j] is column j of ``ids``; bags[k] = (name, start, stop) columns of ``ids``;
     offsets[name] is the first table row of that feature's vocabulary block.
@@ -45,6 +47,11 @@ class FeatureLayout:
     @property
     def n_categorical(self) -> int:
         return len(self.categorical)
+
+    @property
+    def ids_width(self) -> int:
+        """Columns of ``Features.ids``: the categorical ids, then every bag's tokens."""
+        return self.bags[-1][2] if self.bags else self.n_categorical
 
     @property
     def dense_dim(self) -> int:
@@ -92,7 +99,7 @@ class FeatureEncoder:
                     longest = pc.max(pc.list_value_length(values)).as_py() or 0
                     self.bag_lengths_[column.name] = max(1, min(longest, self.features.bag_max_len))
             elif column.kind is Kind.NUMERIC:
-                logged = _log1p(values)
+                logged = log1p_counts(_floats(values))
                 std = float(np.nanstd(logged)) if logged.size else 0.0
                 self.numeric_stats_[column.name] = (float(np.nanmean(logged)), std if std > 0 else 1.0)
             else:
@@ -137,10 +144,12 @@ class FeatureEncoder:
     # ----------------------------------------------------------------------------- transform
     def transform(self, table: pa.Table) -> Batch:
         """Encode every row of ``table``; unknown ids map to each feature's OOV row."""
-        n = table.num_rows
-        layout = self.layout_
-        width = layout.bags[-1][2] if layout.bags else layout.n_categorical
-        ids = np.zeros((n, width), dtype=np.int32)
+        return Batch(self.transform_features(table), self._targets(table))
+
+    def transform_features(self, table: pa.Table) -> Features:
+        """The model inputs of every row of ``table`` (label columns are not read)."""
+        n, layout = table.num_rows, self.layout_
+        ids = np.zeros((n, layout.ids_width), dtype=np.int32)
         # A feature absent at scoring time reads as unknown: OOV row, empty bag, zero dense input.
         present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
         for j, name in enumerate(layout.categorical):
@@ -153,13 +162,14 @@ class FeatureEncoder:
         col = 0
         for name, w in layout.dense:
             if name in present:
-                dense[:, col:col + w] = self._encode_dense(table, name, w)
+                dense[:, col:col + w] = self._encode_dense(_column(table, name), name, w)
             col += w
+        return Features(ids=torch.from_numpy(ids), dense=torch.from_numpy(dense))
+
+    def _targets(self, table: pa.Table) -> Targets:
         labels, mask = self._encode_labels(table)
         source = pc.index_in(as_string(table.column(contract.SOURCE)), value_set=pa.array(self.sources))
-        return Batch(
-            ids=torch.from_numpy(ids),
-            dense=torch.from_numpy(dense),
+        return Targets(
             labels=torch.from_numpy(labels),
             label_mask=torch.from_numpy(mask),
             source=torch.from_numpy(pc.fill_null(source, 0).to_numpy().astype(np.int64)),
@@ -172,20 +182,14 @@ class FeatureEncoder:
         values = pc.list_slice(values, 0, length)
         counts = pc.fill_null(pc.list_value_length(values), 0).to_numpy().astype(np.int64)
         local = self.vocabularies_[name].transform(pc.list_flatten(values))
-        out = np.zeros((len(counts), length), dtype=np.int32)
-        rows = np.repeat(np.arange(len(counts)), counts)
-        starts = np.repeat(np.cumsum(counts) - counts, counts)
-        out[rows, np.arange(len(local)) - starts] = local + self.layout_.offsets[name]
-        return out
+        return pack_bags(counts, local, length, self.layout_.offsets[name])
 
-    def _encode_dense(self, table: pa.Table, name: str, width: int) -> np.ndarray:
-        values = _column(table, name)
+    def _encode_dense(self, values: pa.ChunkedArray, name: str, width: int) -> np.ndarray:
+        """(N, width) dense inputs of a numeric (width 1) or vector feature."""
         if name in self.numeric_stats_:
-            mean, std = self.numeric_stats_[name]
-            scaled = (_log1p(values) - mean) / std
-            return np.nan_to_num(scaled, nan=0.0)[:, None]
-        flat = pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(np.float32)
-        return flat.reshape(-1, width)
+            return scale_counts(_floats(values), *self.numeric_stats_[name])[:, None]
+        flat = pc.list_flatten(values).to_numpy(zero_copy_only=False)
+        return pack_vectors(flat, values.is_valid().to_numpy(zero_copy_only=False), width)
 
     def _encode_labels(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         n = table.num_rows
@@ -240,10 +244,8 @@ class FeatureEncoder:
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
     """A column, deriving hour of day and weekday (as ids) from ``ts``."""
-    if name == contract.HOUR:
-        return pc.hour(table.column(contract.TS)).cast(pa.string())
-    if name == contract.WEEKDAY:
-        return pc.day_of_week(table.column(contract.TS)).cast(pa.string())
+    if name in TIME_FIELDS:
+        return time_column(name, table.column(contract.TS))
     return table.column(name)
 
 
@@ -256,9 +258,9 @@ def _format_index(table: pa.Table) -> np.ndarray:
     return pc.fill_null(index, other).to_numpy().astype(np.int64)
 
 
-def _log1p(values: pa.ChunkedArray) -> np.ndarray:
-    raw = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    return np.log1p(np.clip(raw, 0.0, None))
+def _floats(values: pa.ChunkedArray) -> np.ndarray:
+    """(N,) float64 values of a number column, NaN where null."""
+    return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
 def _vector_width(values: pa.ChunkedArray) -> int:

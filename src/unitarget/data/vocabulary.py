@@ -1,13 +1,17 @@
 """Id -> row maps for embedding tables, fitted on training data (scikit-learn's estimator contract).
 
 Row 0 of every vocabulary is the out-of-vocabulary bucket: ids unseen in training, ids rarer than
-``min_count`` and nulls all land there, so scoring never fails on an unknown id. Lookups are
-vectorised with ``pyarrow.compute.index_in``; no per-row Python.
+``min_count`` and nulls all land there, so scoring never fails on an unknown id. Each vocabulary
+maps values two ways under that one rule: ``transform`` takes an Arrow column (a log; vectorised
+with ``pyarrow.compute``, no per-row Python) and ``lookup`` a short Python sequence (one scoring
+request; a dict lookup per value, since pyarrow's per-call overhead dominates on a few values).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,7 +43,13 @@ class Vocabulary:
         keep = pc.greater_equal(counts.field("counts"), self.min_count)
         kept = pc.filter(counts.field("values"), keep)
         self.values_ = pc.take(kept, pc.sort_indices(kept))  # sorted: same vocabulary for any row order
+        self.__dict__.pop("_rows", None)  # refitted: ``lookup`` rebuilds its dict
         return self
+
+    @cached_property
+    def _rows(self) -> dict[str, int]:
+        """value -> row, built on the first ``lookup`` (training never pays for it)."""
+        return {value: row + 1 for row, value in enumerate(self.values_.to_pylist())}
 
     @property
     def size(self) -> int:
@@ -49,6 +59,11 @@ class Vocabulary:
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         index = pc.index_in(as_string(values), value_set=self.values_)
         return (pc.fill_null(index, -1).to_numpy().astype(np.int64) + 1).reshape(-1)
+
+    def lookup(self, values: Sequence[str | None]) -> np.ndarray:
+        """(len(values),) int64 rows of Python strings, as ``transform`` maps them (None -> OOV)."""
+        get = self._rows.get
+        return np.fromiter((get(v, OOV) for v in values), dtype=np.int64, count=len(values))
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "vocabulary", "min_count": self.min_count, "values": self.values_.to_pylist()}
@@ -82,17 +97,23 @@ class HashedVocabulary:
         # large_string so that combining chunks never overflows 32-bit offsets on huge logs.
         encoded = pc.dictionary_encode(as_string(values).cast(pa.large_string()).combine_chunks())
         distinct = encoded.dictionary.to_pylist()
-        bucket_of = np.fromiter(
-            (int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little") % self.buckets
-             for v in distinct),
-            dtype=np.int64,
-            count=len(distinct),
-        ) + 1
+        bucket_of = np.fromiter(map(self._row, distinct), dtype=np.int64, count=len(distinct))
         indices = encoded.indices
         out = np.full(len(indices), OOV, dtype=np.int64)
         valid = indices.is_valid().to_numpy(zero_copy_only=False)
         out[valid] = bucket_of[indices.to_numpy(zero_copy_only=False)[valid].astype(np.int64)]
         return out
+
+    def lookup(self, values: Sequence[str | None]) -> np.ndarray:
+        """(len(values),) int64 rows of Python strings, as ``transform`` maps them (None -> OOV);
+        each distinct value is hashed once."""
+        rows = {v: self._row(v) for v in set(values) if v is not None}
+        get = rows.get
+        return np.fromiter((get(v, OOV) for v in values), dtype=np.int64, count=len(values))
+
+    def _row(self, value: str) -> int:
+        """The row of a (non-null) id: 1 + its stable hash modulo the number of buckets."""
+        return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") % self.buckets + 1
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "hashed", "buckets": self.buckets}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from unitarget.data.features import PADDING_ROW, FeatureLayout
+from unitarget.data.encoders import PADDING_ROW
+from unitarget.data.features import FeatureLayout
 
 
 class _PooledLookup(torch.autograd.Function):
@@ -57,7 +58,7 @@ class FeatureEmbedder(nn.Module):
             self.table.weight[PADDING_ROW].zero_()
         n_cat = layout.n_categorical
         slot = list(range(n_cat))
-        bag_mask = torch.zeros(layout.bags[-1][2] if layout.bags else n_cat, dtype=torch.bool)
+        bag_mask = torch.zeros(layout.ids_width, dtype=torch.bool)
         for k, (_, start, stop) in enumerate(layout.bags):
             slot += [n_cat + k] * (stop - start)
             bag_mask[start:stop] = True
@@ -65,10 +66,9 @@ class FeatureEmbedder(nn.Module):
         self.register_buffer("slot", torch.tensor(slot, dtype=torch.int64), persistent=False)
         self.register_buffer("bag_mask", bag_mask, persistent=False)
         self.bag_slices = [(start, stop) for _, start, stop in layout.bags]
-        width = layout.bags[-1][2] if layout.bags else n_cat
         slot_starts = list(range(n_cat)) + [start for start, _ in self.bag_slices]
         self.register_buffer("slot_starts", torch.tensor(slot_starts, dtype=torch.int64), persistent=False)
-        self.width = width
+        self.width = layout.ids_width
         self.output_dim = (n_cat + len(layout.bags)) * dim + layout.dense_dim
 
     def token_weights(self, ids: torch.Tensor) -> torch.Tensor:

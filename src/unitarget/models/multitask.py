@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from unitarget.config import ModelConfig
-from unitarget.data.batch import Batch
+from unitarget.data.batch import Features
 from unitarget.data.features import FeatureLayout
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.models.cross import CrossNetwork
@@ -40,16 +40,16 @@ class MultiTaskModel(nn.Module):
     def task_names(self) -> list[str]:
         return list(self.towers.keys())
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        x = self.cross(self.embedder(batch.ids, batch.dense))  # (B, F)
+    def forward(self, features: Features) -> torch.Tensor:
+        x = self.cross(self.embedder(features.ids, features.dense))  # (B, F)
         z = self.encoder(x)  # (B, H) shared, or T × (B, H)
         per_task = [z] * len(self.towers) if isinstance(z, torch.Tensor) else z
         return torch.stack([tower(z) for tower, z in zip(self.towers.values(), per_task)], dim=1)
 
-    def forward_tasks(self, batch: Batch, tasks: Sequence[int]) -> torch.Tensor:
+    def forward_tasks(self, features: Features, tasks: Sequence[int]) -> torch.Tensor:
         """Logits (B, len(tasks)) of the given tasks only: a mixture-of-experts encoder then skips
         the experts none of them reads (inference-time expert masking, for serving one format)."""
-        x = self.cross(self.embedder(batch.ids, batch.dense))  # (B, F)
+        x = self.cross(self.embedder(features.ids, features.dense))  # (B, F)
         if isinstance(self.encoder, GatedExperts):
             per_task = self.encoder(x, tasks)
         else:

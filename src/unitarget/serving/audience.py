@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from unitarget import contract
 from unitarget.errors import ConfigError, UnitargetError
@@ -42,6 +42,13 @@ class CampaignSpec(Candidate, Context):
     Example: {"show_id": "s00010", "campaign_id": "c00030", "creative_id": "cr000076",
     "format": "video", "slot": "pre_roll", "surface": "in_stream_video"}.
     """
+
+    @model_validator(mode="after")
+    def _no_extra_features(self) -> "CampaignSpec":
+        """Audience chunks carry the standard columns only; extra features would be ignored."""
+        if self.features is not None:
+            raise ValueError("audience scoring reads no extra features; leave 'features' out")
+        return self
 
 
 @dataclass(frozen=True)

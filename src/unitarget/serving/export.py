@@ -27,8 +27,9 @@ import torch
 from torch import nn
 
 import unitarget
-from unitarget.data.batch import Batch
-from unitarget.data.features import PADDING_ROW, FeatureEncoder
+from unitarget.data.batch import Features
+from unitarget.data.encoders import PADDING_ROW
+from unitarget.data.features import FeatureEncoder
 from unitarget.errors import UnitargetError
 from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
@@ -84,21 +85,13 @@ class ProbabilityModel(nn.Module):
                                     model.cross)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.model(tensor_batch(ids, dense)))  # (B, T)
-
-
-def tensor_batch(ids: torch.Tensor, dense: torch.Tensor) -> Batch:
-    """A ``Batch`` of features only (models read ids and dense, nothing else)."""
-    empty = dense[:, :0]
-    rows = torch.zeros(ids.shape[0], dtype=torch.int64)
-    return Batch(ids=ids, dense=dense, labels=empty, label_mask=empty.bool(), source=rows, tier=rows)
+        return torch.sigmoid(self.model(Features(ids, dense)))  # (B, T)
 
 
 def sample_inputs(encoder: FeatureEncoder, rows: int = PARITY_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random encoded rows covering every feature: known ids, OOV rows, short and empty bags."""
     layout, g = encoder.layout_, np.random.default_rng(seed)
-    width = layout.bags[-1][2] if layout.bags else layout.n_categorical
-    ids = np.zeros((rows, width), dtype=np.int32)
+    ids = np.zeros((rows, layout.ids_width), dtype=np.int32)
     for j, name in enumerate(layout.categorical):
         ids[:, j] = layout.offsets[name] + g.integers(0, encoder.vocabularies_[name].size, rows)
     for name, start, stop in layout.bags:
@@ -113,7 +106,7 @@ def parity_difference(trained: TrainedModel, run_graph: Callable[[np.ndarray, np
                       rows: int = PARITY_ROWS) -> float:
     """max |graph(x) - σ(model(x))| over a sample, the PyTorch side through the scoring path."""
     ids, dense = sample_inputs(trained.encoder, rows)
-    expected = predict_probabilities(trained.model, tensor_batch(torch.from_numpy(ids), torch.from_numpy(dense)))
+    expected = predict_probabilities(trained.model, Features(torch.from_numpy(ids), torch.from_numpy(dense)))
     got = run_graph(ids, dense)
     if got.shape != expected.shape:
         raise UnitargetError(f"the ONNX graph returns shape {got.shape}, PyTorch {expected.shape}")
@@ -209,8 +202,7 @@ def _manifest(trained: TrainedModel, run: Path, staging: Path, diff: float) -> d
         "source_run": str(run.resolve()),
         "tasks": list(trained.model.task_names),
         "inputs": {
-            mf.IDS_INPUT: {"dtype": "int32", "shape": ["batch", layout.bags[-1][2] if layout.bags
-                                                      else layout.n_categorical]},
+            mf.IDS_INPUT: {"dtype": "int32", "shape": ["batch", layout.ids_width]},
             mf.DENSE_INPUT: {"dtype": "float32", "shape": ["batch", layout.dense_dim]},
         },
         "output": {"name": mf.OUTPUT, "dtype": "float32", "shape": ["batch", len(trained.model.task_names)]},

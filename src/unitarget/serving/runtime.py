@@ -70,11 +70,11 @@ class ExportedModel:
     def score(self, table: pa.Table) -> np.ndarray:
         """(N, T) float32 probabilities of a table with the contract's columns (batch scoring).
 
-        Encoding is ``FeatureEncoder.transform``, the code path training used; unknown ids land on
+        Encoding is ``FeatureEncoder.transform_features``, the code path training used; unknown ids land on
         each feature's OOV row and missing columns read as unknown.
         """
-        batch = self.encoder.transform(table)
-        return self.run_graph(batch.ids.numpy(), batch.dense.numpy())
+        features = self.encoder.transform_features(table)
+        return self.run_graph(features.ids.numpy(), features.dense.numpy())
 
     def warm_up(self) -> None:
         """One inference through each path (request and table) on unknown ids."""
@@ -115,14 +115,13 @@ def load_exported(directory: str | Path, *, threads: int = 1, check_parity: bool
 def _check_signature(directory: Path, manifest: dict[str, Any], encoder: FeatureEncoder) -> None:
     """The manifest's input widths and tasks must match the encoder the graph will be fed by."""
     layout = encoder.layout_
-    width = layout.bags[-1][2] if layout.bags else layout.n_categorical
     try:
         declared = (manifest["inputs"][mf.IDS_INPUT]["shape"][1], manifest["inputs"][mf.DENSE_INPUT]["shape"][1])
         tasks = manifest["tasks"]
     except (KeyError, IndexError, TypeError):
         raise UnitargetError(f"{directory / mf.MANIFEST_FILE} does not describe the graph's inputs") from None
-    if declared != (width, layout.dense_dim):
+    if declared != (layout.ids_width, layout.dense_dim):
         raise UnitargetError(f"{directory}: the graph expects ids/dense widths {declared} but {ENCODER_FILE} "
-                             f"produces {(width, layout.dense_dim)}")
+                             f"produces {(layout.ids_width, layout.dense_dim)}")
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
         raise UnitargetError(f"{directory / mf.MANIFEST_FILE} lists no tasks")

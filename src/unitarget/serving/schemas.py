@@ -8,6 +8,12 @@ reads as it read the training log. Every model is strict about what it accepts:
 - ids are strings (a number is not silently turned into one), counts are integers in range;
 - strings must be valid Unicode (JSON allows lone surrogates such as "\\ud800"; pydantic refuses them).
 
+Extra features (``FeaturesConfig.extra``: columns beyond the contract's) travel in the optional
+``features`` mapping of the object their group belongs to (user; context; content and creative on
+the candidate). The schema checks their values are ids, numbers or lists of either; whether a name
+is one of the model's features and a value fits its kind (a vector: its width) depends on the
+model, so the request encoder checks that (also a 422 naming the field).
+
 How many candidates a request may carry is the server's setting (413 above it), not the schema's.
 """
 
@@ -20,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_
 
 MAX_ID_CHARS = 512
 MAX_BAG_ITEMS = 1_000
+MAX_VECTOR_ITEMS = 4_096
+MAX_EXTRA_FEATURES = 256
 #: Counts above this cannot come from a real log and would overflow downstream arithmetic.
 MAX_COUNT = 10**15
 
@@ -30,6 +38,12 @@ Bag = Annotated[list[Text], Field(max_length=MAX_BAG_ITEMS)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+#: An extra feature's value: a categorical id, a number, a bag of ids or a vector.
+FeatureValue = Text | Number | Annotated[list[Text], Field(max_length=MAX_BAG_ITEMS)] | \
+    Annotated[list[Number], Field(max_length=MAX_VECTOR_ITEMS)]
+Features = Annotated[dict[Id, FeatureValue], Field(max_length=MAX_EXTRA_FEATURES)]
+_FEATURES_DOC = "extra features of this object's groups (FeaturesConfig.extra), by name"
 
 
 class _Strict(BaseModel):
@@ -44,6 +58,7 @@ class User(_Strict):
     user_age_bucket: Text | None = None
     user_history_shows: Bag | None = None
     user_followed_shows: Bag | None = None
+    features: Features | None = Field(None, description=_FEATURES_DOC)
 
 
 class Context(_Strict):
@@ -53,6 +68,7 @@ class Context(_Strict):
                                                    "hour of day and weekday are derived from it")
     surface: Text | None = None
     device: Text | None = None
+    features: Features | None = Field(None, description=_FEATURES_DOC)
 
     @field_validator("ts")
     @classmethod
@@ -83,6 +99,7 @@ class Candidate(_Strict):
     slot: Text | None = None
     layout: Text | None = None
     price: Price | None = Field(None, description="cost of this candidate, for value-per-cost ranking")
+    features: Features | None = Field(None, description=_FEATURES_DOC)
 
 
 class ScoreRequest(_Strict):

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from unitarget.serving.encoding import FeatureValueError
 from unitarget.serving.runtime import ExportedModel
 from unitarget.serving.schemas import Objective, RankRequest, ScoreRequest
 from unitarget.serving.tables import CANDIDATE_FIELDS, CONTEXT_FIELDS, USER_FIELDS
@@ -32,7 +33,10 @@ class Scored:
     def __init__(self, model: ExportedModel, request: ScoreRequest, now: datetime | None = None) -> None:
         self.model = model
         self.request = request
-        self.probabilities, flags = model.score_request(request.user, request.context, request.candidates, now)
+        try:
+            self.probabilities, flags = model.score_request(request.user, request.context, request.candidates, now)
+        except FeatureValueError as err:  # an extra feature this model cannot read
+            raise RequestError(422, err.loc, str(err)) from None
         shared = [f for f in (*USER_FIELDS, *CONTEXT_FIELDS) if f in flags]
         self.shared_oov = [f for f in shared if flags[f][0]]
         self.candidate_oov = {f: flags[f] for f in CANDIDATE_FIELDS if f in flags and flags[f].any()}

@@ -3,7 +3,8 @@
 The table is what ``FeatureEncoder.transform`` read at training time: one row per candidate, the
 user's and the context's fields repeated on every row, ``ts`` from the request (or now), ``source``
 null (no model reads it). Every standard feature column is present; a field the request left out is
-null, which the encoder reads as unknown (OOV row, empty bag, zero dense input).
+null, which the encoder reads as unknown (OOV row, empty bag, zero dense input). Extra features
+given (``extras``) become columns too, from the ``features`` of the object carrying their group.
 
 The service scores requests through ``encoding.RequestEncoder`` instead (no table, one lookup per
 distinct value); ``request_table`` stays the definition of what a request means as log rows, the
@@ -19,6 +20,7 @@ from typing import Any, Final
 import pyarrow as pa
 
 from unitarget import contract
+from unitarget.config import ExtraFeature
 from unitarget.contract import Group, Kind
 from unitarget.serving.schemas import Candidate, Context, User
 from unitarget.validation import TS_TYPE
@@ -26,6 +28,8 @@ from unitarget.validation import TS_TYPE
 _ARROW_TYPES: Final = {Kind.CATEGORICAL: pa.string(), Kind.BAG: pa.list_(pa.string()), Kind.NUMERIC: pa.int64()}
 #: Arrow type of every standard feature column.
 COLUMN_TYPES: Final = {c.name: _ARROW_TYPES[c.kind] for c in contract.STANDARD_FEATURES}
+#: Arrow type of an extra feature's column, by kind (a numeric extra may be fractional).
+EXTRA_TYPES: Final = {**_ARROW_TYPES, Kind.NUMERIC: pa.float64(), Kind.VECTOR: pa.list_(pa.float32())}
 
 #: Which request object carries each standard feature (tests check these cover the contract).
 USER_FIELDS: Final = tuple(c.name for c in contract.STANDARD_FEATURES if c.group is Group.USER)
@@ -36,13 +40,20 @@ CANDIDATE_FIELDS: Final = tuple(
 
 
 def request_table(user: User, context: Context, candidates: Sequence[Candidate],
-                  now: datetime | None = None) -> pa.Table:
+                  now: datetime | None = None, extras: Sequence[ExtraFeature] = ()) -> pa.Table:
     """(len(candidates) rows) the user and context repeated, one candidate per row."""
     n = len(candidates)
     columns = constant_columns(user, USER_FIELDS, n)
     columns |= context_columns(context, n, now)
     columns |= {name: pa.array([getattr(c, name) for c in candidates], type=COLUMN_TYPES[name])
                 for name in CANDIDATE_FIELDS}
+    for extra in extras:
+        kind = EXTRA_TYPES[extra.kind]
+        if extra.group in (Group.CONTENT, Group.CREATIVE):
+            columns[extra.name] = pa.array([(c.features or {}).get(extra.name) for c in candidates], type=kind)
+        else:
+            item = user if extra.group is Group.USER else context
+            columns[extra.name] = pa.repeat(pa.scalar((item.features or {}).get(extra.name), type=kind), n)
     return pa.table(columns)
 
 

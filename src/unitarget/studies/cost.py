@@ -96,7 +96,7 @@ def _format_task_index(config: Config, model: MultiTaskModel) -> dict[int, list[
 def _predict_masked(model: MultiTaskModel, config: Config, data: Batch) -> float:
     """Rows/s scoring each format's rows with its own tasks only (rows grouped beforehand)."""
     model.eval()
-    slices = [(data.take(torch.nonzero(data.format == f).squeeze(1)), tasks)
+    slices = [(data.features.take(torch.nonzero(data.targets.format == f).squeeze(1)), tasks)
               for f, tasks in _format_task_index(config, model).items() if tasks]
     started, rows = time.perf_counter(), 0
     for part, tasks in slices:
@@ -117,12 +117,12 @@ def measure_cost(name: str, display: str, config: Config, layout: FeatureLayout,
     train_speed = _train_speed(setup, config, data, steps, warmup)
     rows = data.slice(0, min(predict_rows, len(data)))
     warm_up = rows.slice(0, min(len(rows), 16_384))
-    predict_probabilities(model, warm_up, config.train.eval_batch_size)
+    predict_probabilities(model, warm_up.features, config.train.eval_batch_size)
     if masked_by_format:
         predict_speed = _predict_masked(model, config, rows)
     else:
         started = time.perf_counter()
-        predict_probabilities(model, rows, config.train.eval_batch_size, config.train.bf16)
+        predict_probabilities(model, rows.features, config.train.eval_batch_size, config.train.bf16)
         predict_speed = len(rows) / (time.perf_counter() - started)
     return Cost(name, display, sum(p.numel() for p in model.parameters()), train_speed, predict_speed)
 

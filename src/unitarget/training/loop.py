@@ -179,8 +179,8 @@ def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, 
     for step, index in enumerate(sampler.epoch(epoch)):
         batch = train.take(index)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(batch)
-        task_losses = tasks.losses(logits, batch)
+            logits = model(batch.features)
+        task_losses = tasks.losses(logits, batch.targets)
         if not bool(torch.isfinite(task_losses).all()):
             raise _diverged(epoch, step, task_losses, tasks, scheduler.get_last_lr()[0])
         optimizer.zero_grad(set_to_none=True)

@@ -37,11 +37,11 @@ def make_sampler(config: Config, train: Batch) -> NaturalSampler | SourceBalance
     """Source-balanced batches (``sampling.ratios``) when ``sampling.balanced`` and the rows hold
     at least two sources; the natural mix otherwise (one source has nothing to balance)."""
     size, seed = config.train.batch_size, config.train.seed
-    present = set(torch.unique(train.source).tolist())
+    present = set(torch.unique(train.targets.source).tolist())
     if not config.sampling.balanced or len(present) < 2:
         return NaturalSampler(len(train), size, seed)
     shares = {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
-    return SourceBalancedSampler(train.source, size, shares, seed)
+    return SourceBalancedSampler(train.targets.source, size, shares, seed)
 
 
 def build_setup(
@@ -62,7 +62,7 @@ def build_setup(
     if prepare is not None:
         prepare(model)
     fresh = set(tasks.names if fresh_towers is None else fresh_towers)
-    for name, rate in zip(tasks.names, tasks.base_rates(train)):
+    for name, rate in zip(tasks.names, tasks.base_rates(train.targets)):
         if name in fresh:
             model.towers[name].start_at_rate(rate)
     balancer = make_balancer(config.loss.method, tasks.weights, alpha=config.loss.gradnorm_alpha,

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 
 from unitarget.config import TaskSpec
 from unitarget.contract import AD_FORMATS
-from unitarget.data.batch import Batch
+from unitarget.data.batch import Targets
 
 
 def labels_of(tasks: Sequence[TaskSpec]) -> tuple[str, ...]:
-    """Distinct label columns the tasks need, in first-use order: the columns of ``Batch.labels``."""
+    """Distinct label columns the tasks need, in first-use order: the columns of ``Targets.labels``."""
     return tuple(dict.fromkeys(t.label for t in tasks))
 
 
@@ -51,25 +51,26 @@ class TaskSet:
     def __len__(self) -> int:
         return len(self.specs)
 
-    def loss_weights(self, batch: Batch) -> torch.Tensor:
+    def loss_weights(self, targets: Targets) -> torch.Tensor:
         """(B, T) m[s(x), t] · f[φ(x), t] · o_t(x): which rows may update which task."""
-        observed = batch.label_mask.index_select(1, self.label_index).float()
-        weights = self.source_mask.index_select(0, batch.source) * observed
+        observed = targets.label_mask.index_select(1, self.label_index).float()
+        weights = self.source_mask.index_select(0, targets.source) * observed
         if self.masks_formats:
-            if batch.format is None:
-                raise ValueError("tasks with a format filter need Batch.format (FeatureEncoder sets it)")
-            weights = weights * self.format_mask.index_select(0, batch.format)
+            if targets.format is None:
+                raise ValueError("tasks with a format filter need Targets.format (FeatureEncoder sets it)")
+            weights = weights * self.format_mask.index_select(0, targets.format)
         return weights
 
-    def targets(self, batch: Batch) -> torch.Tensor:
-        return batch.labels.index_select(1, self.label_index)  # (B, T)
+    def targets(self, targets: Targets) -> torch.Tensor:
+        """(B, T) each task's label column."""
+        return targets.labels.index_select(1, self.label_index)
 
-    def losses(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    def losses(self, logits: torch.Tensor, targets: Targets) -> torch.Tensor:
         """(T,) masked binary cross-entropy per task, each averaged over the whole batch."""
-        per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(batch), reduction="none")
-        return (per_row * self.loss_weights(batch)).sum(0) / logits.shape[0]
+        per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(targets), reduction="none")
+        return (per_row * self.loss_weights(targets)).sum(0) / logits.shape[0]
 
-    def base_rates(self, data: Batch) -> list[float]:
+    def base_rates(self, data: Targets) -> list[float]:
         """Positive rate of each task over the rows allowed to update it."""
         weights = self.loss_weights(data)
         positives = (self.targets(data) * weights).sum(0)
