@@ -108,3 +108,30 @@ def test_arms_cover_the_issue_and_each_ablation_changes_one_thing():
     assert no_experts.model.encoder == "shared_bottom" and no_experts.model.cross == camoe.model.cross
     assert no_experts.tasks == camoe.tasks
     assert len(arms["single-task"].configs(Config(), 0)) == 3
+
+
+def test_camoe_arms_train_with_the_configured_sampler_and_loss_balancer(tiny_log, fast_config, monkeypatch):
+    from unitarget.config import merge
+    from unitarget.studies import camoe as study
+    from unitarget.training.balancing import UncertaintyWeighting
+    from unitarget.training.sampling import NaturalSampler
+
+    used = []
+    real_fit = study.fit
+
+    def spy(model, tasks, train, **kwargs):
+        state = real_fit(model, tasks, train, **kwargs)
+        used.append((kwargs["sampler"], kwargs["balancer"]))
+        return state
+
+    monkeypatch.setattr(study, "fit", spy)
+    config = merge(fast_config, {"loss": {"method": "uncertainty"}, "train": {"batch_size": 256, "seed": 3},
+                                 "evaluation": {"test_days": 5}})
+    encoded = study.EncodedStudy(study.StudyData.split(tiny_log, config, rows=4000), config)
+    arm = next(a for a in camoe_arms() if a.name == "mtl-per-format")
+    study.train_model(arm.configs(config, seed=3)[0], encoded)
+    (sampler, balancer), = used
+    assert isinstance(balancer, UncertaintyWeighting)  # not the static weights the study once hard-coded
+    assert bool((balancer.log_variance != 0).all())  # and it was optimised with the model
+    assert isinstance(sampler, NaturalSampler)  # ads only: nothing to balance
+    assert (sampler.batch_size, sampler.seed) == (256, 3)

@@ -142,3 +142,35 @@ def test_a_bad_row_in_a_later_chunk_is_named_by_its_row_in_the_log_and_nothing_i
         write_predictions(trained, bad, out, chunk_rows=5_000)
     assert caught.value.rows == [12_345] and caught.value.column == "ts"
     assert out.read_bytes() == b"previous predictions"
+
+
+def test_one_fingerprint_decides_run_reuse_and_ignores_what_does_not_train(tiny_log, tmp_path, fast_config):
+    from unitarget.pipeline import trained_on
+    from unitarget.runs import TRAINING_FILE, run_fingerprint
+
+    run = tmp_path / "run"
+    trained = train(tiny_log, run, fast_config)
+    assert trained_on(run, tiny_log, fast_config)
+    # the simulation, the test split and the thread count do not change the weights
+    assert trained_on(run, tiny_log, merge(fast_config, {"simulate": {"markets": 7}, "train": {"threads": 2},
+                                                           "evaluation": {"test_days": 3}}))
+    assert not trained_on(run, tiny_log, merge(fast_config, {"optim": {"lr": 1e-3}}))
+    assert not trained_on(run, tiny_log.slice(0, tiny_log.num_rows - 500), fast_config)  # other rows
+    # a run written before run_format 2 (no such key) is recognised the same way
+    record = trained.record.to_dict()
+    assert record["run_format"] == 2
+    del record["run_format"]
+    import json
+
+    (run / TRAINING_FILE).write_text(json.dumps(record))
+    assert run_fingerprint(run) is not None and trained_on(run, tiny_log, fast_config)
+    assert load_model(run).record.run_format == 1
+
+
+def test_resume_accepts_a_configuration_that_differs_only_outside_training(tiny_log, tmp_path, fast_config):
+    config = merge(fast_config, {"train": {"max_epochs": 3, "patience": 3}})
+    uninterrupted = train(tiny_log, tmp_path / "full", config)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_log, tmp_path / "run", config, hooks=_InterruptAfterFirstEpoch())
+    resumed = train(tiny_log, tmp_path / "run", merge(config, {"simulate": {"markets": 5}}), resume=True)
+    assert _same_weights(uninterrupted, resumed)
