@@ -1,8 +1,11 @@
 """Shared encoders h_φ(x): map the embedded features to one representation per task.
 
-An encoder returns either one (B, H) tensor that every task shares, or a list with one (B, H)
-tensor per task (mixture-of-experts encoders gate one mixture per task); ``MultiTaskModel`` accepts
-both, so the towers never need to know which encoder they sit on.
+An encoder is called as ``encoder(x, tasks)`` (``tasks``: indices of the tasks wanted, None for
+all) and returns either one (B, H) tensor that every task shares, or a list with one (B, H)
+tensor per wanted task (mixture-of-experts encoders gate one mixture per task, and compute only
+what the wanted tasks read); ``MultiTaskModel`` accepts both, so the towers never need to know
+which encoder they sit on. ``last_shared_weight()`` names the last layer every task reads, for
+gradient-balancing methods (GradNorm's W), or None when there is none.
 """
 
 from __future__ import annotations
@@ -25,5 +28,10 @@ class SharedBottom(nn.Module):
         self.body = mlp(input_dim, hidden, batch_norm=batch_norm, dropout=dropout)
         self.output_dim = hidden[-1]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, tasks: Sequence[int] | None = None) -> torch.Tensor:
+        """x (B, F) -> (B, H), the one representation every task (any subset ``tasks``) reads."""
         return self.body(x)  # (B, H)
+
+    def last_shared_weight(self) -> nn.Parameter:
+        """The last linear layer's weight: the last layer every task reads (GradNorm's W)."""
+        return [m for m in self.body if isinstance(m, nn.Linear)][-1].weight

@@ -51,6 +51,10 @@ class ExpertBank(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output_dim = hidden[-1]
 
+    def last_weight(self) -> nn.Parameter:
+        """The weight of the experts' last layer."""
+        return self.weights[-1] if len(self.weights) else self.first.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]
         h = self.dropout(torch.relu(self.norms[0](self.first(x))))  # (B, n·h₁)
@@ -95,8 +99,7 @@ class ExtractionLevel(nn.Module):
         )
         if shared_gate:
             self.gates[SHARED] = nn.Linear(input_dim, sum(counts.values()))
-        # Registered after the gates, shared bank last: the model's last 2-D shared parameter is
-        # then a shared expert layer, which every task reaches (GradNorm balances there).
+        # (registered after the gates, the shared bank last: the order fixes the initialisation)
         self.banks = nn.ModuleDict({
             o: ExpertBank(input_dim, n, hidden, batch_norm=batch_norm, dropout=dropout)
             for o, n in sorted(counts.items(), key=lambda item: item[0] == SHARED)
@@ -161,6 +164,12 @@ class GatedExperts(nn.Module):
     def forward(self, x: torch.Tensor, tasks: Sequence[int] | None = None) -> list[torch.Tensor]:
         """x (B, F) -> one (B, H) per task, or per task index in ``tasks`` (computing only those)."""
         return self._run(x, tasks, None)
+
+    def last_shared_weight(self) -> nn.Parameter | None:
+        """The last layer of the last level's shared experts: the last layer every task reads
+        (GradNorm's W); None without shared experts (every task reads only its own group's)."""
+        bank = self.levels[-1].banks[SHARED] if SHARED in self.levels[-1].banks else None
+        return None if bank is None else bank.last_weight()
 
     def gate_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every gate's (B, E) softmax weights, keyed "level<l>/<reader>"; each row sums to one."""

@@ -18,7 +18,7 @@ from unitarget.data.features import FeatureLayout
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.models.cross import CrossNetwork
 from unitarget.models.encoders import SharedBottom
-from unitarget.models.experts import GatedExperts, camoe, mmoe, ple
+from unitarget.models.experts import camoe, mmoe, ple
 from unitarget.models.towers import Tower
 
 
@@ -41,22 +41,20 @@ class MultiTaskModel(nn.Module):
         return list(self.towers.keys())
 
     def forward(self, features: Features) -> torch.Tensor:
-        x = self.cross(self.embedder(features.ids, features.dense))  # (B, F)
-        z = self.encoder(x)  # (B, H) shared, or T × (B, H)
-        per_task = [z] * len(self.towers) if isinstance(z, torch.Tensor) else z
-        return torch.stack([tower(z) for tower, z in zip(self.towers.values(), per_task)], dim=1)
+        return self._logits(features, None)
 
     def forward_tasks(self, features: Features, tasks: Sequence[int]) -> torch.Tensor:
         """Logits (B, len(tasks)) of the given tasks only: a mixture-of-experts encoder then skips
         the experts none of them reads (inference-time expert masking, for serving one format)."""
+        return self._logits(features, list(tasks))
+
+    def _logits(self, features: Features, tasks: list[int] | None) -> torch.Tensor:
+        wanted = list(range(len(self.towers))) if tasks is None else tasks
         x = self.cross(self.embedder(features.ids, features.dense))  # (B, F)
-        if isinstance(self.encoder, GatedExperts):
-            per_task = self.encoder(x, tasks)
-        else:
-            z = self.encoder(x)
-            per_task = [z] * len(tasks) if isinstance(z, torch.Tensor) else [z[i] for i in tasks]
+        z = self.encoder(x, tasks)  # (B, H) shared, or len(wanted) × (B, H)
+        per_task = [z] * len(wanted) if isinstance(z, torch.Tensor) else z
         towers = list(self.towers.values())
-        return torch.stack([towers[i](z) for i, z in zip(tasks, per_task)], dim=1)
+        return torch.stack([towers[i](z) for i, z in zip(wanted, per_task)], dim=1)
 
     def freeze(self, except_towers: Sequence[str]) -> None:
         """Stop every parameter but those of ``except_towers`` from learning. Frozen batch-norm
@@ -73,6 +71,13 @@ class MultiTaskModel(nn.Module):
             self.cross.eval()
             self.encoder.eval()
         return self
+
+    def last_shared_weight(self) -> nn.Parameter | None:
+        """The last layer every task's loss reaches and that still learns (GradNorm's W): the
+        encoder's, else the cross layers' last weight; None when nothing shared learns."""
+        candidates = [self.encoder.last_shared_weight()]
+        candidates += [p for p in self.cross.parameters() if p.ndim == 2][-1:]
+        return next((p for p in candidates if p is not None and p.requires_grad), None)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's loss reaches: what gradient-balancing methods operate on."""

@@ -14,10 +14,22 @@ parameters with the model's and checkpoints their ``state_dict`` for ``--resume`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class SharedParameters:
+    """What every task's loss reaches: the shared parameters that learn (PCGrad projects their
+    gradients) and the last shared layer's weight (GradNorm's W; None when nothing shared learns,
+    e.g. a frozen encoder). The model names both (``MultiTaskModel.shared_parameters`` and
+    ``last_shared_weight``): no strategy guesses a layer from parameter order."""
+
+    parameters: Sequence[nn.Parameter]
+    last_layer: nn.Parameter | None
 
 
 class LossBalancer(Protocol):
@@ -31,7 +43,7 @@ class LossBalancer(Protocol):
         """Called after each optimiser step."""
         ...
 
-    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
         """Backpropagate (T,) per-task losses; return the scalar objective (detached)."""
         ...
 
@@ -46,7 +58,7 @@ class StaticWeights(nn.Module):
     def after_step(self) -> None:
         pass
 
-    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
         loss = (self.weights * task_losses).sum()
         loss.backward()
         return loss.detach()
@@ -63,7 +75,7 @@ class UncertaintyWeighting(StaticWeights):
         super().__init__(weights)
         self.log_variance = nn.Parameter(torch.zeros(len(weights)))
 
-    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
         s = self.log_variance
         loss = (self.weights * (torch.exp(-s) * task_losses + s)).sum()
         loss.backward()
@@ -84,8 +96,12 @@ class GradNorm(StaticWeights):
         self.task_weights = nn.Parameter(torch.ones(len(weights)))
         self.register_buffer("initial_losses", torch.zeros(len(weights)))
 
-    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
-        last = [p for p in shared if p.ndim == 2][-1]  # the last shared weight matrix
+    def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
+        last = shared.last_layer
+        if last is None:  # nothing shared learns: no gradient norm to balance, the weights stay
+            loss = (self.weights * self.task_weights.detach() * task_losses).sum()
+            loss.backward()
+            return loss.detach()
         if not bool(self.initial_losses.any()):
             self.initial_losses.copy_(task_losses.detach().clamp(min=1e-8))
         weighted = self.weights * self.task_weights * task_losses
@@ -117,9 +133,10 @@ class PCGrad(StaticWeights):
         super().__init__(weights)
         self.generator = torch.Generator().manual_seed(seed)
 
-    def backward(self, task_losses: torch.Tensor, shared: Sequence[nn.Parameter]) -> torch.Tensor:
+    def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
         weighted = self.weights * task_losses
-        grads = torch.stack([self._flat_grad(weighted[t], shared) for t in range(len(weighted))])  # (T, P)
+        params = list(shared.parameters)
+        grads = torch.stack([self._flat_grad(weighted[t], params) for t in range(len(weighted))])  # (T, P)
         projected = grads.clone()
         for t in range(len(grads)):
             for j in torch.randperm(len(grads), generator=self.generator).tolist():
@@ -130,7 +147,7 @@ class PCGrad(StaticWeights):
         loss.backward()
         combined = projected.sum(0)
         offset = 0
-        for p in shared:
+        for p in params:
             p.grad = combined[offset: offset + p.numel()].view_as(p).clone()
             offset += p.numel()
         return loss.detach()

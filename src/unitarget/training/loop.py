@@ -21,7 +21,7 @@ from unitarget.config import OptimConfig, TrainConfig
 from unitarget.data.batch import Batch
 from unitarget.errors import UnitargetError
 from unitarget.models import MultiTaskModel
-from unitarget.training.balancing import LossBalancer
+from unitarget.training.balancing import LossBalancer, SharedParameters
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
 
@@ -173,7 +173,7 @@ def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, 
                  hooks: TrainingHooks) -> tuple[float, int]:
     """One pass of ``sampler``; returns (sum of step losses, examples seen)."""
     model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
-    shared = model.shared_parameters()
+    shared = SharedParameters(model.shared_parameters(), model.last_shared_weight())
     model.train()
     started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, len(sampler)
     for step, index in enumerate(sampler.epoch(epoch)):
