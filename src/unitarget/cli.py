@@ -369,6 +369,7 @@ def score_audience(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    """The ``unitarget`` console script."""
     app(prog_name="unitarget")
 
 

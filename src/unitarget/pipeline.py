@@ -59,6 +59,7 @@ class TrainedModel:
 
     @property
     def tasks(self) -> TaskSet:
+        """The model's tasks with their masks, in output-column order."""
         return TaskSet(self.config.tasks, self.config.sources)
 
     def encode(self, table: pa.Table) -> Batch:

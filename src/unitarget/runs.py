@@ -63,6 +63,7 @@ class DataSpan:
 
     @classmethod
     def of(cls, fit_rows: pa.Table, valid_rows: pa.Table) -> "DataSpan":
+        """The span of a fit / validation split."""
         return cls(fit_rows.num_rows, valid_rows.num_rows, time_range(fit_rows), time_range(valid_rows))
 
 
@@ -84,6 +85,8 @@ class TrainingRecord:
     run_format: int = field(default=RUN_FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
+        """``training.json``'s keys (the span as ``rows``, ``train_range``, ``valid_range``, as in
+        run format 1, so readers of older runs read these too)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "span"}
         if self.old_heads_valid_ap is None:
             del out["old_heads_valid_ap"]
@@ -93,6 +96,7 @@ class TrainingRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingRecord":
+        """Read ``training.json`` of format 2 or 1 (-inf scores were written as null)."""
         span = DataSpan(int(data["rows"]["train"]), int(data["rows"]["valid"]), tuple(data["train_range"]),
                         tuple(data["valid_range"]))
         known = {f.name for f in fields(cls)} - {"span"}
@@ -130,6 +134,7 @@ class Run:
 
     @property
     def fingerprint(self) -> str | None:
+        """The run's training fingerprint; None without a record."""
         return None if self.record is None else fingerprint(self.config, self.record.span)
 
 
@@ -205,15 +210,19 @@ class Staging:
         return self
 
     def save_best(self, weights: dict[str, torch.Tensor]) -> None:
+        """Write the best weights so far as the run's ``model.pt`` (atomically)."""
         checkpoint.save({"model": weights}, self.path / WEIGHTS_FILE)
 
     def load_best(self) -> dict[str, torch.Tensor]:
+        """The best weights written so far."""
         return checkpoint.load(self.path / WEIGHTS_FILE)["model"]
 
     def save_checkpoint(self, payload: dict[str, Any]) -> None:
+        """Write the resumable state (atomically: a crash keeps the previous one)."""
         checkpoint.save(payload, self.path / CHECKPOINT_FILE)
 
     def load_checkpoint(self) -> dict[str, Any]:
+        """The last resumable state written."""
         return checkpoint.load(self.path / CHECKPOINT_FILE)
 
     def publish(self, config: Config, encoder: FeatureEncoder, record: TrainingRecord) -> Path:

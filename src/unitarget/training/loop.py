@@ -29,30 +29,56 @@ Validate = Callable[[MultiTaskModel], tuple[float, dict[str, float]]]
 
 
 class Sampler(Protocol):
+    """Which rows form each mini-batch (``training.sampling``): batches per epoch, and the
+    epoch's index tensors, the same for the same epoch (so a resumed run replays them)."""
+
     def __len__(self) -> int: ...
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]: ...
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The row indices of each batch of ``epoch``."""
+        ...
 
 
 class TrainingHooks(Protocol):
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None: ...
-    def on_epoch_end(self, record: dict[str, Any]) -> None: ...
+    """What the loop tells its caller (progress bars, benchmarks): nothing here changes training."""
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        """After each optimiser step (``step`` counts from 1 within the epoch)."""
+        ...
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """After each epoch's validation, with its history record (``improved`` says if it is the best)."""
+        ...
 
 
 class SilentHooks:
+    """Hooks that report nothing (library calls, tests)."""
+
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
-        pass
+        """Nothing."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
-        pass
+        """Nothing."""
 
 
 class TrainingStore(Protocol):
     """Where what outlives an epoch is kept: the best weights so far and the resumable checkpoint."""
 
-    def save_best(self, weights: dict[str, torch.Tensor]) -> None: ...
-    def load_best(self) -> dict[str, torch.Tensor]: ...
-    def save_checkpoint(self, payload: dict[str, Any]) -> None: ...
-    def load_checkpoint(self) -> dict[str, Any]: ...
+    def save_best(self, weights: dict[str, torch.Tensor]) -> None:
+        """Keep ``weights`` as the best so far (the caller may change the tensors afterwards)."""
+        ...
+
+    def load_best(self) -> dict[str, torch.Tensor]:
+        """The weights last kept by ``save_best``."""
+        ...
+
+    def save_checkpoint(self, payload: dict[str, Any]) -> None:
+        """Keep the state ``fit(resume=True)`` continues from."""
+        ...
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """The state last kept by ``save_checkpoint``."""
+        ...
 
 
 class MemoryStore:
@@ -63,17 +89,21 @@ class MemoryStore:
         self.checkpoint: dict[str, Any] | None = None
 
     def save_best(self, weights: dict[str, torch.Tensor]) -> None:
+        """A deep copy: the model's tensors keep training after this call."""
         self.best = copy.deepcopy(weights)
 
     def load_best(self) -> dict[str, torch.Tensor]:
+        """The kept copy."""
         if self.best is None:
             raise UnitargetError("no best weights were kept")
         return self.best
 
     def save_checkpoint(self, payload: dict[str, Any]) -> None:
-        self.checkpoint = payload
+        """A deep copy: ``state_dict`` tensors share storage with the live model and optimiser."""
+        self.checkpoint = copy.deepcopy(payload)
 
     def load_checkpoint(self) -> dict[str, Any]:
+        """The kept payload."""
         if self.checkpoint is None:
             raise UnitargetError("nothing to resume: no checkpoint was kept")
         return self.checkpoint
@@ -85,6 +115,8 @@ class TrainingDivergedError(UnitargetError):
 
 @dataclass
 class TrainState:
+    """The loop's counters, checkpointed with the weights: enough to resume and to stop early."""
+
     epoch: int = 0  # epochs completed
     best_score: float = float("-inf")
     best_epoch: int = -1
