@@ -2,13 +2,11 @@
 
 Figures are built on matplotlib's object API with an explicit Agg canvas (no ``pyplot``), so
 importing or calling this module never changes the process-wide backend or keeps figures alive.
-Files are written atomically: a temporary file beside the target, fsync, then ``os.replace``.
+Files are written atomically, through ``io.atomic_output`` like every other output.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from matplotlib.ticker import PercentFormatter
 
 from unitarget.contract import LESS_STREAMED_MIN_TIER, N_TIERS
 from unitarget.evaluation import EvaluationResult, tier_short_label
+from unitarget.io import atomic_output
 from unitarget.reports.format import format_relative
 
 _TIERS = np.arange(N_TIERS)
@@ -33,19 +32,9 @@ def figure() -> tuple[Figure, Axes]:
 
 
 def save_png(fig: Figure, path: Path, dpi: int = 150) -> None:
-    """Write ``fig`` to ``path`` atomically (temp file in the same directory, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``fig`` to ``path`` atomically (``io.atomic_output``: a failed save keeps the old chart)."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
 
 
 def tier_axis(ax: Axes, title: str, ylabel: str) -> None:
