@@ -47,5 +47,5 @@ def test_the_check_finds_functions_classes_and_methods_without_one(tmp_path):
     )
     assert missing_docstrings(package) == [
         "unitarget/a.py:1 bare", "unitarget/a.py:5 class Bare", "unitarget/a.py:6 Bare.method",
-        "unitarget/a.py:13 Documented.size",
+        "unitarget/a.py:14 Documented.size",
     ]
