@@ -63,6 +63,9 @@ class ExtraFeature(_Strict):
 
 
 class FeaturesConfig(_Strict):
+    """Which columns become features and how they are encoded: the standard contract columns, extra ones, exclusions and
+    dropped groups, the vocabulary ``min_count``, hashed id spaces and the bag length cap."""
+
     use_standard: bool = Field(True, description="use every standard contract column that is present")
     extra: tuple[ExtraFeature, ...] = ()
     exclude: tuple[str, ...] = Field((), description="columns never used as features")
@@ -100,6 +103,9 @@ class ExpertsConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    """The network: the encoder (shared-bottom, MMoE, PLE or CAMoE), embedding width, shared MLP, task towers, dropout
+    and batch norm, plus the experts and cross-layer sections."""
+
     encoder: Literal["shared_bottom", "mmoe", "ple", "camoe"] = "shared_bottom"
     embedding_dim: int = Field(16, ge=1)
     hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
@@ -120,6 +126,9 @@ class ModelConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
+    """How mini-batches mix the sources: source-balanced with these shares (paper, section 3.3) or the natural mix of
+    the log."""
+
     balanced: bool = Field(True, description="source-balanced mini-batches (paper, section 3.3)")
     ratios: dict[str, float] = Field(
         default_factory=lambda: {contract.ADS: 0.5, contract.PROMOTIONS: 0.5},
@@ -135,6 +144,9 @@ class LossConfig(_Strict):
 
 
 class OptimConfig(_Strict):
+    """Adam's learning rate and weight decay, and the schedule: linear warm-up (capped at a third of the run), then
+    cosine decay to ``min_lr_ratio`` of the peak or a constant rate."""
+
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     warmup_steps: int = Field(200, ge=0, description="linear warm-up steps, at most a third of the run's steps")
@@ -143,6 +155,9 @@ class OptimConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
+    bf16 autocast and the inference slice size."""
+
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
     patience: int = Field(2, ge=1, description="epochs without validation improvement before stopping")
@@ -203,6 +218,9 @@ class SimulateConfig(_Strict):
 
 
 class Config(_Strict):
+    """One whole experiment: sources, tasks and every section; validated as a whole, so tasks, sampling ratios,
+    selection task and modality groups only name sources and tasks that exist."""
+
     sources: tuple[str, ...] = contract.DEFAULT_SOURCES
     tasks: tuple[TaskSpec, ...] = DEFAULT_TASKS
     features: FeaturesConfig = FeaturesConfig()
@@ -265,6 +283,8 @@ class Config(_Strict):
         return tuple(s for s in self.sources if s in used)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON types (tuples become lists, enums strings): what runs store and
+        ``config_from_mapping`` reads back."""
         return json.loads(self.model_dump_json())
 
 
@@ -288,6 +308,8 @@ def parse_task_spec(spec: str) -> TaskSpec:
 
 
 def read_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file, chosen by suffix; an unreadable,
+    malformed or non-mapping file raises ``ConfigError`` (YAML through ``safe_load``, no code executed)."""
     try:
         text = path.read_text()
     except OSError as err:
@@ -317,6 +339,8 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
 
 
 def config_from_mapping(data: dict[str, Any], origin: str = "configuration") -> Config:
+    """Validate ``data`` into a ``Config``; validation errors become one ``ConfigError`` listing each problem's dotted
+    location, with ``origin`` naming where the data came from."""
     try:
         return Config.model_validate(data)
     except ValidationError as err:

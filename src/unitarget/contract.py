@@ -59,6 +59,9 @@ class Group(str, Enum):
 
 @dataclass(frozen=True)
 class FeatureColumn:
+    """A feature column of the contract: its name, the feature group ablations drop it with, and its kind (how it is
+    encoded)."""
+
     name: str
     group: Group
     kind: Kind
@@ -119,8 +122,11 @@ def tier_of(streams_30d: np.ndarray) -> np.ndarray:
 
 
 def true_probability_column(label: str) -> str:
+    """The column holding the world's true probability of ``label`` (``true_<label>``), which oracle AP is computed
+    from."""
     return f"{TRUE_PROBABILITY_PREFIX}{label}"
 
 
 def prediction_column(task: str) -> str:
+    """The column a scored table writes task ``task``'s predicted probability to (``PREDICTION_PREFIX`` + task)."""
     return f"{PREDICTION_PREFIX}{task}"

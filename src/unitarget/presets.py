@@ -73,6 +73,8 @@ TABLE1_ORDER = ("promo-baseline", "promo-stream-only", "ads-stream-only", "ads-a
 
 
 def apply_preset(config: Config, name: str | None) -> Config:
+    """``config`` with preset ``name``'s overrides merged in and validated again; None leaves it as is, an unknown name
+    raises ``ConfigError`` listing the presets."""
     if name is None:
         return config
     if name not in PRESETS:
@@ -94,6 +96,8 @@ class Variant:
         return merge(apply_preset(base, self.preset), self.overrides)
 
     def config(self, base: Config, seed: int) -> Config:
+        """The variant's configuration for one seed: ``setup(base)`` with ``train.seed`` set, so seeds differ in nothing
+        else."""
         return merge(self.setup(base), {"train": {"seed": seed}})
 
 
@@ -125,6 +129,8 @@ _DIAGNOSTIC_NAMES = {"unified-natural-mix": "Promo + Ads 5-task MTL, natural mix
 
 
 def display_name(setup: str) -> str:
+    """The title REPORT.md gives a setup: the preset's display name, a diagnostic run's own name, else the name
+    itself."""
     if setup in PRESETS:
         return PRESETS[setup][0]
     return _DIAGNOSTIC_NAMES.get(setup, setup)

@@ -22,6 +22,8 @@ class RichTrainingHooks:
         self._task: Any = None
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        """Advance the live bar (terminals only) every 10 steps and on the last; ``epoch`` counts from 0, the bar shows
+        it from 1."""
         if not self.live or (step % _REFRESH_EVERY_STEPS and step != steps):
             return
         if self._progress is None:
@@ -38,6 +40,8 @@ class RichTrainingHooks:
                               loss=loss, speed=examples_per_s)
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """Close the epoch's bar and print one line: mean loss, examples/s, the validation score (n/a when not finite)
+        and whether it is the best so far."""
         if self._progress is not None:
             self._progress.stop()
             self._progress, self._task = None, None

@@ -31,9 +31,11 @@ class Features:
         return self.ids.shape[0]
 
     def take(self, index: torch.Tensor) -> "Features":
+        """Rows ``index`` of ``ids`` and ``dense`` (one ``index_select`` each): a mini-batch of a sampler's indices."""
         return _take(self, index)
 
     def slice(self, start: int, stop: int) -> "Features":
+        """Rows ``start:stop`` as views (no copy): an inference slice."""
         return _slice(self, start, stop)
 
 
@@ -60,9 +62,11 @@ class Targets:
         return self.labels.shape[0]
 
     def take(self, index: torch.Tensor) -> "Targets":
+        """Rows ``index`` of every target tensor; a ``format`` of None stays None."""
         return _take(self, index)
 
     def slice(self, start: int, stop: int) -> "Targets":
+        """Rows ``start:stop`` of every target tensor as views; a ``format`` of None stays None."""
         return _slice(self, start, stop)
 
 
@@ -82,6 +86,7 @@ class Batch:
         return Batch(self.features.take(index), self.targets.take(index))
 
     def slice(self, start: int, stop: int) -> "Batch":
+        """Rows ``start:stop`` of features and targets as views, so both halves stay row-aligned."""
         return Batch(self.features.slice(start, stop), self.targets.slice(start, stop))
 
 

@@ -46,6 +46,7 @@ class FeatureLayout:
 
     @property
     def n_categorical(self) -> int:
+        """Number of single-id features: the leading columns of ``Features.ids``."""
         return len(self.categorical)
 
     @property
@@ -55,10 +56,14 @@ class FeatureLayout:
 
     @property
     def dense_dim(self) -> int:
+        """Width D of ``Features.dense``: the sum of the numeric (1) and vector feature widths."""
         return sum(width for _, width in self.dense)
 
 
 class FeatureEncoder:
+    """Arrow impression log -> ``Batch``: settings in the constructor, state fitted on training rows (attributes ending
+    in ``_``) and saved as JSON, so serving encodes exactly as training did."""
+
     def __init__(
         self,
         features: FeaturesConfig,
@@ -82,6 +87,8 @@ class FeatureEncoder:
         ]
 
     def fit(self, table: pa.Table) -> "FeatureEncoder":
+        """Learn, from training rows only, which wanted columns are present, each id feature's vocabulary, bag lengths
+        (longest list, capped at ``bag_max_len``), mean and std of log1p counts, vector widths and the tier map."""
         present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
         wanted = self.candidate_columns()
         self.columns_ = [c for c in wanted if c.name in present]
@@ -205,6 +212,8 @@ class FeatureEncoder:
 
     # --------------------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
+        """The settings and fitted state as JSON types (vocabularies, bag lengths, numeric statistics, tier map,
+        layout): saved beside the weights, loaded with ``from_dict`` without executing code."""
         return {
             "features": self.features.model_dump(mode="json"),
             "sources": list(self.sources),
@@ -221,6 +230,8 @@ class FeatureEncoder:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureEncoder":
+        """A fitted encoder from ``to_dict``'s JSON, without refitting: the same ids and layout as the encoder that
+        wrote it."""
         encoder = cls(FeaturesConfig.model_validate(data["features"]), tuple(data["sources"]),
                       tuple(data["labels"]))
         encoder.columns_ = [FeatureColumn(n, Group(g), Kind(k)) for n, g, k in data["columns"]]

@@ -20,7 +20,12 @@ TierSource = Literal["show_streams_30d", "training_stream_counts"]
 
 
 class TierMap:
+    """Show -> popularity tier: from ``show_streams_30d`` when the log has it, else from stream counts per show fitted
+    on the training log (``source_`` records which)."""
+
     def fit(self, table: pa.Table) -> "TierMap":
+        """Record which rule applies to ``table`` and sum the stream label per show (nulls as 0), the fallback used when
+        a log has no ``show_streams_30d``."""
         self.source_: TierSource = (
             "show_streams_30d" if contract.SHOW_STREAMS_30D in table.column_names else "training_stream_counts"
         )
@@ -45,6 +50,7 @@ class TierMap:
         return contract.tier_of(counts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The rule and the per-show stream counts as JSON lists, for saving beside the model."""
         return {
             "source": self.source_,
             "shows": self.shows_.to_pylist(),
@@ -53,6 +59,7 @@ class TierMap:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TierMap":
+        """A fitted tier map from ``to_dict``'s JSON (no code executed)."""
         tier_map = cls()
         tier_map.source_ = data["source"]
         tier_map.shows_ = pa.array(data["shows"], type=pa.string())

@@ -39,6 +39,8 @@ class Vocabulary:
         self.min_count = min_count
 
     def fit(self, values: pa.Array | pa.ChunkedArray) -> "Vocabulary":
+        """Learn the ids seen at least ``min_count`` times (nulls ignored), sorted so the vocabulary does not depend on
+        row order."""
         counts = pc.value_counts(as_string(values).drop_null())
         keep = pc.greater_equal(counts.field("counts"), self.min_count)
         kept = pc.filter(counts.field("values"), keep)
@@ -57,6 +59,8 @@ class Vocabulary:
         return len(self.values_) + 1
 
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """(N,) int64 rows of an Arrow column in one vectorised ``index_in``: 1 + the id's sorted position, 0 (OOV) for
+        unseen, rare and null ids."""
         index = pc.index_in(as_string(values), value_set=self.values_)
         return (pc.fill_null(index, -1).to_numpy().astype(np.int64) + 1).reshape(-1)
 
@@ -66,10 +70,12 @@ class Vocabulary:
         return np.fromiter((get(v, OOV) for v in values), dtype=np.int64, count=len(values))
 
     def to_dict(self) -> dict[str, Any]:
+        """``min_count`` and the kept ids as JSON (``type: vocabulary``), for ``vocabulary_from_dict``."""
         return {"type": "vocabulary", "min_count": self.min_count, "values": self.values_.to_pylist()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Vocabulary":
+        """A fitted vocabulary from ``to_dict``'s JSON (no code executed)."""
         vocab = cls(min_count=data["min_count"])
         vocab.values_ = pa.array(data["values"], type=pa.string())
         return vocab
@@ -87,13 +93,17 @@ class HashedVocabulary:
         self.buckets = buckets
 
     def fit(self, values: pa.Array | pa.ChunkedArray) -> "HashedVocabulary":
+        """Nothing to learn: the buckets are fixed by the hash, so any id maps without a fitted list."""
         return self
 
     @property
     def size(self) -> int:
+        """Rows needed in an embedding table: the buckets plus the OOV row."""
         return self.buckets + 1
 
     def transform(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """(N,) int64 rows of an Arrow column: 1 + BLAKE2b(id) mod ``buckets``, each distinct id hashed once through a
+        dictionary encoding; nulls -> 0 (OOV)."""
         # large_string so that combining chunks never overflows 32-bit offsets on huge logs.
         encoded = pc.dictionary_encode(as_string(values).cast(pa.large_string()).combine_chunks())
         distinct = encoded.dictionary.to_pylist()
@@ -116,13 +126,17 @@ class HashedVocabulary:
         return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "little") % self.buckets + 1
 
     def to_dict(self) -> dict[str, Any]:
+        """The bucket count as JSON (``type: hashed``); nothing else is needed to hash the same way."""
         return {"type": "hashed", "buckets": self.buckets}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "HashedVocabulary":
+        """A hashed vocabulary from ``to_dict``'s JSON."""
         return cls(buckets=data["buckets"])
 
 
 def vocabulary_from_dict(data: dict[str, Any]) -> Vocabulary | HashedVocabulary:
+    """Either vocabulary from its JSON, dispatched on ``type`` through one literal mapping (no class is looked up by
+    name)."""
     kinds = {"vocabulary": Vocabulary, "hashed": HashedVocabulary}
     return kinds[data["type"]].from_dict(data)

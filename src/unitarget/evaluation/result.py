@@ -44,6 +44,7 @@ class MetricRow:
     calibration: float  # mean(p) / positive rate
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-safe dict: every field, undefined (NaN) metrics as None."""
         row = asdict(self)
         for name in METRICS:
             row[name] = None if math.isnan(row[name]) else float(row[name])
@@ -51,6 +52,8 @@ class MetricRow:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricRow:
+        """Inverse of ``to_dict``: exactly the row's keys (missing or unknown ones raise ``ValueError``), None metrics
+        back to NaN."""
         names = {f.name for f in fields(cls)}
         if set(data) != names:
             missing, unknown = sorted(names - set(data)), sorted(set(data) - names)
@@ -93,6 +96,7 @@ class EvaluationResult:
         return tuple(dict.fromkeys(row.target for row in self.rows))
 
     def row(self, target: str, segment: str = "all") -> MetricRow:
+        """The row of ``target`` on ``segment``; a ``KeyError`` naming the evaluated targets otherwise."""
         try:
             return self._index[(target, segment)]
         except KeyError:
@@ -113,6 +117,7 @@ class EvaluationResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EvaluationResult:
+        """Inverse of ``to_dict``; refuses JSON whose ``format`` is not ``unitarget.evaluation/1``."""
         if data.get("format") != FORMAT:
             raise ValueError(f"not an evaluation result: format {data.get('format')!r}, expected {FORMAT!r}")
         return cls(tuple(MetricRow.from_dict(row) for row in data["rows"]))

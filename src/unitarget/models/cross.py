@@ -30,6 +30,8 @@ class CrossLayer(nn.Module):
         self.rank = rank
 
     def forward(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """x_{l+1} = x0 ⊙ (W x_l + b) + x_l: x0 (B, F) the embedded input, x (B, F) the previous layer's output, result
+        (B, F)."""
         return x0 * self.project(x) + x  # (B, F)
 
 
@@ -44,6 +46,7 @@ class CrossNetwork(nn.Module):
         self.output_dim = dim
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """Apply every layer with the same x0: x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l, from x_0 = x0; (B, F) -> (B, F)."""
         x = x0
         for layer in self.layers:
             x = layer(x0, x)

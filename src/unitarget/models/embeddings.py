@@ -81,6 +81,8 @@ class FeatureEmbedder(nn.Module):
         return weights
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """(ids (B, C), dense (B, D)) -> (B, slots·dim + D): each slot's pooled embedding, then the dense inputs. When
+        autograd is on this is the fused lookup (one-scatter backward); under no_grad one ``embedding_bag`` call."""
         if not torch.is_grad_enabled():
             return torch.cat([self._pooled_for_inference(ids), dense], dim=1)
         pooled = _PooledLookup.apply(

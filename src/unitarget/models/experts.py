@@ -56,6 +56,8 @@ class ExpertBank(nn.Module):
         return self.weights[-1] if len(self.weights) else self.first.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, F) -> (B, n, H): every expert's MLP on the same input, layer 1 as one matmul and later layers as one
+        batched einsum over experts."""
         batch = x.shape[0]
         h = self.dropout(torch.relu(self.norms[0](self.first(x))))  # (B, n·h₁)
         for layer, (weight, bias) in enumerate(zip(self.weights, self.biases), start=1):

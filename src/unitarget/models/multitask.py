@@ -38,9 +38,11 @@ class MultiTaskModel(nn.Module):
 
     @property
     def task_names(self) -> list[str]:
+        """Task names in tower order: the column order of the logits."""
         return list(self.towers.keys())
 
     def forward(self, features: Features) -> torch.Tensor:
+        """Logits (B, T) of every task, columns in ``task_names`` order (sigmoid gives p_t(x))."""
         return self._logits(features, None)
 
     def forward_tasks(self, features: Features, tasks: Sequence[int]) -> torch.Tensor:
@@ -65,6 +67,8 @@ class MultiTaskModel(nn.Module):
                 parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "MultiTaskModel":
+        """Set training mode, except that after ``freeze`` the embedder, cross layers and encoder stay in eval mode, so
+        frozen batch norms keep their running statistics."""
         super().train(mode)
         if self.frozen:
             self.embedder.eval()

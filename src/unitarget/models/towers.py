@@ -12,6 +12,8 @@ from unitarget.models.layers import mlp
 
 
 class Tower(nn.Module):
+    """Task tower g_ψt: an MLP without batch norm, then one logit; (B, H) -> (B,)."""
+
     def __init__(self, input_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
         super().__init__()
         self.body = mlp(input_dim, hidden, batch_norm=False, dropout=dropout)
@@ -25,4 +27,5 @@ class Tower(nn.Module):
             self.logit.bias.fill_(math.log(rate / (1 - rate)))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, H) shared representation -> (B,) logit of this task."""
         return self.logit(self.body(z)).squeeze(-1)  # (B,)

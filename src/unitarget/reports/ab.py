@@ -55,6 +55,8 @@ def write_simulation(
 
 
 def metrics_csv(result: SimulationResult) -> str:
+    """One CSV row per (arm, segment, metric): the arm's value, the control's, the change against the control with its
+    95 % interval and p-value; NaN written as an empty cell."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     stats = ("change", "ci_low", "ci_high", "p_value")
@@ -69,6 +71,8 @@ def metrics_csv(result: SimulationResult) -> str:
 
 
 def counts_csv(result: SimulationResult) -> str:
+    """The count cube as CSV, one row per (arm, market, segment) with every ``COUNTS`` column: the sums every metric is
+    a ratio of, so any metric can be recomputed."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["arm", "market", "segment", *COUNTS])
@@ -160,6 +164,8 @@ def tier_table(result: SimulationResult, arms: tuple[str, ...] | None = None) ->
 
 
 def ab_markdown(result: SimulationResult, chart: str) -> str:
+    """AB.md: the setup, each arm's metrics, their change against the control with intervals and p-values, and the tier
+    chart (at ``chart``) with its table."""
     return "\n\n".join([
         "# Budget-split A/B simulation",
         f"Control: **{result.control}**. Design and definitions: docs/simulation.md.",

@@ -68,6 +68,8 @@ def results_table(summary: Summary, arms: Sequence[Arm],
 
 
 def results_csv(summary: Summary, arms: Sequence[Arm]) -> str:
+    """One CSV row per (arm, label, format): the head scored, seeds, mean and standard deviation of AP over seeds, and
+    oracle AP."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["arm", "display", "ablation", "label", "format", "task", "seeds", "ap_mean", "ap_std",
@@ -80,6 +82,8 @@ def results_csv(summary: Summary, arms: Sequence[Arm]) -> str:
 
 
 def runs_csv(runs: Sequence[ArmRun]) -> str:
+    """One CSV row per (arm, seed, label, format) of every run: the head, rows, positives, AP, oracle AP and the run's
+    seconds."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["arm", "seed", "label", "format", "task", "n", "n_pos", "ap", "oracle_ap", "seconds"])
@@ -91,6 +95,7 @@ def runs_csv(runs: Sequence[ArmRun]) -> str:
 
 
 def cost_table(costs: Sequence[Cost]) -> str:
+    """Markdown table of what each encoder costs: parameters, training examples/s and prediction rows/s."""
     lines = ["| encoder | parameters | train examples/s | predict rows/s |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {c.display} (`{c.name}`) | {c.parameters:,} | {c.train_examples_per_s:,.0f} | "
               f"{c.predict_rows_per_s:,.0f} |" for c in costs]
@@ -98,6 +103,7 @@ def cost_table(costs: Sequence[Cost]) -> str:
 
 
 def cost_csv(costs: Sequence[Cost]) -> str:
+    """``cost_table`` as CSV, throughputs rounded to whole rows per second."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["name", "display", "parameters", "train_examples_per_s", "predict_rows_per_s"])
@@ -216,6 +222,8 @@ def spread_line(summary: Summary, arms: Sequence[str]) -> str:
 
 
 def render_camoe_report(facts: StudyFacts, summary: Summary, front: Sequence[str]) -> str:
+    """CAMOE.md: the data and split, AP per format and task over seeds, the Pareto verdict among the main arms, what
+    each ablation changed and each encoder's cost, all computed from ``facts``."""
     main = [a.name for a in facts.arms if not a.ablation]
     epochs = facts.config.train.max_epochs
     size = (f"{facts.sampled_rows:,} training-day ad impressions sampled uniformly from a log of "

@@ -26,6 +26,8 @@ _NOTE = {"ha": "center", "va": "bottom", "rotation": 90, "fontsize": 8, "color":
 
 
 def figure() -> tuple[Figure, Axes]:
+    """A 12 x 5.5 inch constrained-layout figure on an Agg canvas, made without pyplot: no global state and no display
+    needed."""
     fig = Figure(figsize=(12, 5.5), layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.add_subplot()

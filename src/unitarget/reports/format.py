@@ -33,6 +33,7 @@ def format_points(points: float) -> str:
 
 
 def format_p(p: float) -> str:
+    """A p-value for a table cell: ``p<0.001``, ``p=0.123``, or ``p n/a`` when it is NaN."""
     if math.isnan(p):
         return "p n/a"
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"

@@ -12,6 +12,8 @@ from unitarget.studies.new_objective import METHODS, NewObjectiveResult
 
 
 def new_objective_section(result: NewObjectiveResult, out_dir: Path) -> str:
+    """The report section of the new-objective study: writes ``learning_curve.png`` into ``out_dir`` and returns the
+    Markdown (AP per method and log fraction, where fine-tuning stops paying, the old heads' AP)."""
     _chart(result, out_dir / "learning_curve.png")
     fractions = sorted({p.fraction for p in result.points})
     ap = {(p.method, p.fraction): p.ap for p in result.points}

@@ -31,6 +31,9 @@ CHANNELS = ((PROMOTIONS_STREAM, "Promotions AP"), (ADS_STREAM, "Ads AP"))
 
 @dataclass
 class ReproductionFacts:
+    """Everything one reproduction measured that REPORT.md renders: each setup's evaluation and training history, the
+    baseline, the train and test rows, timings, the machine, diagnostics and the A/B result."""
+
     params: Any
     results: dict[str, EvaluationResult]
     training: dict[str, dict[str, Any]]
@@ -46,6 +49,8 @@ class ReproductionFacts:
 
 
 def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Sequence[str] = ()) -> str:
+    """REPORT.md's text: Table 1 against the baseline and the paper, agreement verdicts, AP by tier (charts written into
+    ``out_dir``), the A/B test when it ran, training, then ``extra_sections``."""
     labels = {key: display_name(key) for key in facts.results}
     charts = _write_charts(facts, out_dir, labels)
     sections = [

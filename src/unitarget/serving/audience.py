@@ -53,6 +53,9 @@ class CampaignSpec(Candidate, Context):
 
 @dataclass(frozen=True)
 class AudienceReport:
+    """What one audience-scoring run wrote: the output path, rows scored, the tasks (probability columns) and the
+    seconds it took."""
+
     out: Path
     rows: int
     tasks: tuple[str, ...]

@@ -46,6 +46,9 @@ PARITY_ROWS = 256
 
 @dataclass(frozen=True)
 class ExportReport:
+    """What an export produced: the published directory, its tasks, and the parity check (rows compared, largest |ONNX
+    Runtime - PyTorch| probability) with the seconds it took."""
+
     out: Path
     tasks: tuple[str, ...]
     parity_rows: int
@@ -85,6 +88,7 @@ class ProbabilityModel(nn.Module):
                                     model.cross)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """(ids (B, C) int32, dense (B, D) float32) -> (B, T) probabilities σ(logits): the ONNX graph's one output."""
         return torch.sigmoid(self.model(Features(ids, dense)))  # (B, T)
 
 

@@ -36,6 +36,7 @@ MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of ``data``, the digest the manifest records for each file."""
     return hashlib.sha256(data).hexdigest()
 
 

@@ -49,22 +49,29 @@ class Metrics:
         self.in_flight_gauge.set_function(lambda: self.in_flight)
 
     def endpoint(self, path: str) -> str:
+        """The endpoint label of ``path``: the path itself when it is one of the service's, else ``other``, so random
+        URLs cannot grow the label set."""
         return path if path in self.endpoints else "other"
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
+        """Count one finished request by endpoint and status and record its latency in the histogram."""
         self.requests.labels(endpoint, str(status)).inc()
         self.latency.labels(endpoint).observe(seconds)
 
     def count_scored(self, candidates: int, oov: dict[str, int]) -> None:
+        """Add the candidates scored and each field's values scored through an OOV row (fields with no OOV value create
+        no series)."""
         self.candidates.inc(candidates)
         for field, count in oov.items():
             if count:
                 self.oov.labels(field).inc(count)
 
     def reject(self, reason: str) -> None:
+        """Count one request refused before any work, by reason."""
         self.rejected.labels(reason).inc()
 
     def rejections(self, reason: str) -> float:
+        """Requests refused for ``reason`` so far (0 before the first), read back from the registry."""
         return self.registry.get_sample_value("unitarget_rejected_total", {"reason": reason}) or 0.0
 
     def render(self, model_version: str | None) -> bytes:

@@ -25,6 +25,9 @@ from unitarget.serving.metrics import Metrics
 
 
 class Guard:
+    """ASGI middleware in front of the app: refuses malformed or oversized bodies, non-JSON posts and, on the limited
+    paths, overload before any work, caps bodies as they stream, and times and counts every HTTP request."""
+
     def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, max_in_flight: int,
                  limited_paths: Collection[str]) -> None:
         self.app = app

@@ -37,6 +37,9 @@ class NotReady(UnitargetError):
 
 
 class ModelRegistry:
+    """The model versions of one models directory: the one serving, the previous (for rollback) and the last load error;
+    a lock lets one reload or rollback run at a time, and the switch is one assignment."""
+
     def __init__(self, models_dir: str | Path, *, threads: int = 1, check_parity: bool = True) -> None:
         self.models_dir = Path(models_dir).resolve()
         self.threads = threads

@@ -52,10 +52,12 @@ class ExportedModel:
 
     @property
     def version(self) -> str:
+        """The version name: the export's directory name inside the models directory."""
         return self.directory.name
 
     @property
     def tasks(self) -> tuple[str, ...]:
+        """Task names from the manifest, in the order of the graph's probability columns."""
         return tuple(self.manifest["tasks"])
 
     def score_request(self, user: User, context: Context, candidates: Sequence[Candidate],

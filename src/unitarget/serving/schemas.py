@@ -103,6 +103,8 @@ class Candidate(_Strict):
 
 
 class ScoreRequest(_Strict):
+    """Body of ``/v1/score``: one user and context shared by every candidate, and at least one candidate."""
+
     user: User
     context: Context = Context()
     candidates: list[Candidate] = Field(min_length=1)
@@ -123,16 +125,23 @@ class Objective(_Strict):
 
 
 class RankRequest(ScoreRequest):
+    """Body of ``/v1/rank``: a score request plus the objective to rank by and how many to return."""
+
     objective: Objective
     top_k: int | None = Field(None, ge=1, strict=True, description="return the best k; default all")
 
 
 class ReloadRequest(_Strict):
+    """Body of ``/v1/reload``: the version to switch to, a directory name inside the models directory."""
+
     version: Id = Field(description="name of a model directory inside the server's models directory")
 
 
 # ----------------------------------------------------------------------------------- responses
 class ScoredCandidate(BaseModel):
+    """One candidate's answer: its position and id in the request, a probability per task, and its fields that were
+    unknown to the model."""
+
     index: int = Field(description="position of the candidate in the request")
     id: str | None = None
     probabilities: dict[str, float] = Field(description="task -> probability")
@@ -140,6 +149,9 @@ class ScoredCandidate(BaseModel):
 
 
 class ScoreResponse(BaseModel):
+    """Answer of ``/v1/score``: the model version, its tasks, the user and context fields unknown to the model, and the
+    candidates in request order."""
+
     model_version: str
     tasks: list[str]
     oov_fields: list[str] = Field(description="user and context fields whose value is unknown to the model")
@@ -147,10 +159,14 @@ class ScoreResponse(BaseModel):
 
 
 class RankedCandidate(ScoredCandidate):
+    """A scored candidate with its objective value, the key it was ranked by."""
+
     score: float = Field(description="the objective's value")
 
 
 class RankResponse(BaseModel):
+    """Answer of ``/v1/rank``: like ``ScoreResponse`` but the candidates best first, at most ``top_k``."""
+
     model_version: str
     tasks: list[str]
     oov_fields: list[str]
@@ -158,10 +174,14 @@ class RankResponse(BaseModel):
 
 
 class ModelVersions(BaseModel):
+    """The versions serving now and before (the rollback target) and the current version's manifest."""
+
     current: str | None
     previous: str | None
     manifest: dict[str, Any] | None = None
 
 
 class ErrorBody(BaseModel):
+    """An error answer: ``detail`` is a message, or FastAPI's list of {loc, msg, type} field errors."""
+
     detail: Any

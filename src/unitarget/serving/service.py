@@ -46,6 +46,7 @@ class Scored:
         return {**{f: 1 for f in self.shared_oov}, **{f: int(v.sum()) for f, v in self.candidate_oov.items()}}
 
     def candidate(self, i: int, probabilities: list[float]) -> dict[str, Any]:
+        """Candidate ``i``'s answer: its index and id, ``probabilities`` keyed by task, and its OOV fields."""
         return {
             "index": i,
             "id": self.request.candidates[i].id,
@@ -54,16 +55,20 @@ class Scored:
         }
 
     def envelope(self, candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        """The response body around ``candidates``: model version, tasks and the request's shared OOV fields."""
         return {"model_version": self.model.version, "tasks": list(self.model.tasks),
                 "oov_fields": self.shared_oov, "candidates": candidates}
 
 
 def score(scored: Scored) -> dict[str, Any]:
+    """The ``/v1/score`` body: every candidate's probabilities, in request order."""
     rows = scored.probabilities.tolist()
     return scored.envelope([scored.candidate(i, row) for i, row in enumerate(rows)])
 
 
 def rank(scored: Scored, request: RankRequest) -> dict[str, Any]:
+    """The ``/v1/rank`` body: candidates by objective value, best first, ties in request order (stable sort), the first
+    ``top_k``, each with its ``score``."""
     values = objective_values(request.objective, scored.model.tasks, scored.probabilities, request)
     order = np.argsort(-values, kind="stable")[: request.top_k]
     rows = scored.probabilities.tolist()

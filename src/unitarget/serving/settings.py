@@ -11,6 +11,9 @@ from unitarget.errors import ConfigError
 
 
 class ServiceSettings(BaseModel):
+    """How a service runs: the models directory and the version served at start, request limits, ONNX Runtime threads
+    and the parity check; frozen, unknown keys refused."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     models_dir: Path = Field(description="directory of model versions; reloads may only name its subdirectories")

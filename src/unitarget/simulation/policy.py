@@ -40,6 +40,7 @@ class Served:
 
     @property
     def filled(self) -> np.ndarray:
+        """(N,) bool: True where the opportunity was served a creative."""
         return self.creative >= 0
 
 

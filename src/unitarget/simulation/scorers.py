@@ -35,7 +35,10 @@ class Scorer(Protocol):
 
     uses_cost: bool  # whether its value is divided by the price to rank candidates
 
-    def values(self, world: World, market: Marketplace) -> np.ndarray: ...
+    def values(self, world: World, market: Marketplace) -> np.ndarray:
+        """(N, K) float64 value of every (opportunity, candidate) pair of ``market``; NaN where the candidate slot is
+        padding (-1)."""
+        ...
 
 
 def pair_chunks(
@@ -77,6 +80,8 @@ class ModelScorer:
         self.weights = _task_weights(model, self.objective)  # (T,) weight of each task's column
 
     def values(self, world: World, market: Marketplace) -> np.ndarray:
+        """Objective-weighted sum of the model's predicted probabilities for each pair, scored ``rows`` pairs per call
+        on contract rows built like the log."""
         out = _empty(market)
         campaign_of = market.campaigns.creative_campaign
         for index, p, ts_us in pair_chunks(world, market, self.rows):
@@ -95,6 +100,8 @@ class OracleScorer:
         self.rows = rows
 
     def values(self, world: World, market: Marketplace) -> np.ndarray:
+        """Σ_label w_label · P(label) of each pair from the world's true marginals (NaN ones, like on audio ads, count
+        as 0)."""
         out = _empty(market)
         for index, p, _ in pair_chunks(world, market, self.rows):
             truth = world.marginals(p)
@@ -111,6 +118,7 @@ class RandomScorer:
         self.seed = seed
 
     def values(self, world: World, market: Marketplace) -> np.ndarray:
+        """A uniform draw per pair from a stream of (seed, _RANDOM_STREAM), so reruns draw the same; NaN on padding."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, _RANDOM_STREAM]))
         out = rng.random(market.opportunities.candidates.shape)
         return np.where(market.opportunities.candidates >= 0, out, np.nan)

@@ -41,6 +41,9 @@ def paper_variants() -> list[Variant]:
 
 @dataclass
 class AblationRun:
+    """One trained (variant, seed) of the ablation study: its evaluation, its Ads AP on the cold ad-history slice, and
+    its seconds."""
+
     variant: Variant
     seed: int
     result: EvaluationResult
@@ -126,6 +129,8 @@ SUMMARY_TARGETS: tuple[tuple[str, str, str], ...] = (
 
 
 def run_ap(run: AblationRun, target: str, segment: str) -> float:
+    """AP of ``run`` in one summary column: the stored cold-slice AP for ``COLD_AD_SLICE``, NaN for a target the run did
+    not evaluate."""
     if target == COLD_AD_SLICE:
         return run.cold_slice_ap
     return run.result.ap(target, segment) if target in run.result.targets else float("nan")
@@ -166,10 +171,12 @@ class PairedChange:
 
     @property
     def relative(self) -> float:
+        """The mean paired difference as a fraction of the reference's mean AP."""
         return self.mean / self.reference_mean
 
     @property
     def relative_error(self) -> float:
+        """The standard error of the mean difference on the same relative scale."""
         return self.standard_error / self.reference_mean
 
     @property

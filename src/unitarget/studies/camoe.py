@@ -70,6 +70,8 @@ class EncodedStudy:
         self.encoder = FeatureEncoder(config.features, config.sources, LABELS).fit(data.fit)
 
     def get(self, labels: tuple[str, ...]) -> tuple[FeatureEncoder, Batch, Batch, Batch]:
+        """The encoder writing label columns ``labels`` and the fit, validation and test batches it encodes, built once
+        per label set and cached."""
         if labels not in self.cache:
             enc = self.encoder.with_labels(labels)
             self.cache[labels] = (enc, enc.transform(self.data.fit), enc.transform(self.data.valid),

@@ -36,6 +36,8 @@ class Arm:
     ablation: bool = False
 
     def configs(self, base: Config, seed: int) -> list[Config]:
+        """One configuration per model of the arm: ``base`` with that model's overrides, then ``train.seed`` set to
+        ``seed``."""
         return [merge(merge(base, overrides), {"train": {"seed": seed}}) for overrides in self.models]
 
 

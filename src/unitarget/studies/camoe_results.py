@@ -68,6 +68,7 @@ class Cell:
 
     @property
     def se(self) -> float:
+        """Standard error of the seed mean, std / √seeds; NaN with one seed."""
         return self.std / math.sqrt(self.seeds) if self.seeds > 1 else float("nan")
 
 
@@ -133,6 +134,7 @@ def append_journal(path: Path, run: ArmRun) -> None:
 
 
 def read_journal(path: Path) -> list[ArmRun]:
+    """The runs ``append_journal`` wrote, one JSON line each (blank lines skipped), null APs read back as NaN."""
     runs = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     return [ArmRun(**{**r, "rows": tuple(_row(v) for v in r["rows"])}) for r in runs]
 
@@ -150,6 +152,8 @@ def facts_to_json(facts: StudyFacts) -> dict[str, Any]:
 
 
 def facts_from_json(data: Mapping[str, Any]) -> StudyFacts:
+    """Inverse of ``facts_to_json``: arms found by name in ``camoe_arms()``, the configuration validated again, so the
+    report can be rendered again without training."""
     known = {a.name: a for a in camoe_arms()}
     runs = [ArmRun(**{**r, "rows": tuple(_row(v) for v in r["rows"])}) for r in data["runs"]]
     return StudyFacts(

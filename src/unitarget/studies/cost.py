@@ -30,6 +30,9 @@ from unitarget.training.setup import TrainingSetup, build_setup
 
 @dataclass(frozen=True)
 class Cost:
+    """What one encoder costs on the same rows: all its parameters, training examples/s of the loop's step after a
+    warm-up, and prediction rows/s."""
+
     name: str
     display: str
     parameters: int

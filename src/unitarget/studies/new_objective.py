@@ -35,6 +35,9 @@ METHODS = ("zero-shot", "fine-tune, frozen encoder", "fine-tune, all layers", "f
 
 @dataclass(frozen=True)
 class CurvePoint:
+    """One point of a learning curve: a method, the fraction of the new surface's training log it learned from, that
+    log's rows, and test AP (NaN when the log was too small)."""
+
     method: str
     fraction: float
     rows: int
@@ -43,6 +46,9 @@ class CurvePoint:
 
 @dataclass(frozen=True)
 class NewObjectiveResult:
+    """The new-objective study: the held-out surface, every learning-curve point, the oracle AP on its test rows, and
+    the old heads' AP before and after fine-tuning."""
+
     surface: str
     points: list[CurvePoint]
     oracle_ap: float
@@ -79,6 +85,8 @@ def run_new_objective_study(
     seed: int = 0,
     log: Callable[[str], None] = lambda _: None,
 ) -> NewObjectiveResult:
+    """Pre-train the unified model without ``surface``, then learn ``<surface>_stream`` from each fraction of its log
+    (zero-shot, frozen or full fine-tuning, from scratch), scored on its test rows."""
     new_train = train_rows.filter(_on_surface(train_rows, surface))
     new_test = test_rows.filter(_on_surface(test_rows, surface))
     old_test = test_rows.filter(pc.invert(_on_surface(test_rows, surface)))

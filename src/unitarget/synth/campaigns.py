@@ -21,6 +21,9 @@ NEVER: int = np.iinfo(np.int32).max
 
 @dataclass(frozen=True)
 class Campaigns:
+    """Ad campaigns with their creatives (CSR by campaign) and promotion campaigns: the show each advertises, its flight
+    [start, end) in days and its budget weight."""
+
     ad_show: np.ndarray  # (n_ad_campaigns,) int32 advertised show
     ad_start: np.ndarray  # int32 first day (inclusive)
     ad_end: np.ndarray  # int32 last day (exclusive)
@@ -35,14 +38,17 @@ class Campaigns:
 
     @property
     def n_ad_campaigns(self) -> int:
+        """Number of ad campaigns."""
         return len(self.ad_show)
 
     @property
     def n_creatives(self) -> int:
+        """Number of creatives over all ad campaigns."""
         return len(self.creative_format)
 
     @property
     def n_promo_campaigns(self) -> int:
+        """Number of promotion campaigns."""
         return len(self.promo_show)
 
     @property
@@ -78,6 +84,8 @@ class Campaigns:
 
 
 def generate_campaigns(params: WorldParams, launch_day: np.ndarray, rng: np.random.Generator) -> Campaigns:
+    """Draw ad campaigns with 1..max_creatives creatives each (formats by ``FORMAT_SHARES``, quality effects) and
+    promotion campaigns; log-normal budgets, boosted for the promotions of new shows."""
     is_new = launch_day >= 0
     ad_show, ad_start, ad_end = _ad_campaigns(params, launch_day, is_new, rng)
     n_ad = len(ad_show)

@@ -42,18 +42,28 @@ class LatentWorld(Protocol):
     """What the outcome model reads of a world; :class:`unitarget.synth.world.World` is one."""
 
     @property
-    def params(self) -> WorldParams: ...
+    def params(self) -> WorldParams:
+        """The world's parameters, the label model included."""
+        ...
 
     @property
-    def users(self) -> Users: ...
+    def users(self) -> Users:
+        """Per-user latent arrays (taste, propensities, histories)."""
+        ...
 
     @property
-    def shows(self) -> Shows: ...
+    def shows(self) -> Shows:
+        """Per-show latent arrays (taste, quality, streams, launch day)."""
+        ...
 
     @property
-    def campaigns(self) -> Campaigns: ...
+    def campaigns(self) -> Campaigns:
+        """Ad and promotion campaigns with their creatives."""
+        ...
 
-    def affinity(self, user: np.ndarray, show: np.ndarray) -> np.ndarray: ...
+    def affinity(self, user: np.ndarray, show: np.ndarray) -> np.ndarray:
+        """(n,) latent user-show affinity u · v / √K of index pairs, shared by every label."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class Chain:
     like_observed: np.ndarray  # bool: False on audio ads
 
     def marginals(self) -> dict[str, np.ndarray]:
+        """Closed-form P(stream), P(click), P(like), P(follow) per row by summing over the chain's branches; like is NaN
+        where it cannot be observed (audio ads)."""
         stream = self.click * self.stream_click + (1 - self.click) * self.stream_no_click
         like = stream * self.like_stream + (1 - stream) * self.like_no_stream
         follow = stream * self.follow_stream + (1 - stream) * self.follow_no_stream

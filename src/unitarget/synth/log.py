@@ -54,6 +54,8 @@ def write_synthetic_dataset(out_dir: Path, params: WorldParams) -> Path:
 
 
 def sample_log(world: World) -> SampledLog:
+    """The log's placements, campaigns, timestamps, drawn labels and true probabilities, sorted by ts; drawn from a
+    stream of (params.seed, _LOG_STREAM), so one world always gives the same log."""
     params = world.params
     rng = np.random.default_rng(np.random.SeedSequence([params.seed, _LOG_STREAM]))
     n_ads = round(params.ads_share * params.n_impressions)

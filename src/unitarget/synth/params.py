@@ -151,13 +151,16 @@ class WorldParams:
 
     @property
     def n_publishers(self) -> int:
+        """round(publishers_per_show · n_shows), at least 1."""
         return max(1, round(self.publishers_per_show * self.n_shows))
 
     @property
     def start_datetime(self) -> dt.datetime:
+        """Midnight UTC of ``start``: the beginning of day 0."""
         return dt.datetime.fromisoformat(self.start).replace(tzinfo=dt.UTC)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as a dict (the label model nested), for ``world.json``; ``from_dict`` inverts it."""
         return dataclasses.asdict(self)
 
     @classmethod

@@ -49,6 +49,7 @@ class Placements:
         return len(self.user)
 
     def slice(self, lo: int, hi: int) -> Placements:
+        """Rows ``lo:hi`` of every array, validated again by the constructor."""
         return Placements(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
 
 

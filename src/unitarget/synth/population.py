@@ -89,6 +89,8 @@ def generate_users(params: WorldParams, rng: np.random.Generator) -> Users:
 
 
 def generate_shows(params: WorldParams, rng: np.random.Generator) -> Shows:
+    """Draw shows: genres, topics, taste vectors mixing genre, topic and own terms (unit variance), Zipf-assigned
+    publishers, quality, launch days, base streams and release cadence."""
     n, k, lm = params.n_shows, params.latent_dim, params.labels
     n_genres = len(vocab.GENRES)
     genre = rng.integers(0, n_genres, size=n)

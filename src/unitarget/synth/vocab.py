@@ -78,30 +78,37 @@ def id_strings(prefix: str, n: int, min_width: int) -> pa.StringArray:
 
 
 def user_ids(n: int) -> pa.StringArray:
+    """User ids ``u000000``, ``u000001``, ...: at least 6 digits, more when n needs them."""
     return id_strings("u", n, 6)
 
 
 def show_ids(n: int) -> pa.StringArray:
+    """Show ids ``s00000``, ...: at least 5 digits."""
     return id_strings("s", n, 5)
 
 
 def publisher_ids(n: int) -> pa.StringArray:
+    """Publisher ids ``pub0000``, ...: at least 4 digits."""
     return id_strings("pub", n, 4)
 
 
 def topic_ids(n: int) -> pa.StringArray:
+    """Topic ids ``topic_000``, ...: at least 3 digits."""
     return id_strings("topic_", n, 3)
 
 
 def ad_campaign_ids(n: int) -> pa.StringArray:
+    """Ad campaign ids ``c00000``, ...: at least 5 digits."""
     return id_strings("c", n, 5)
 
 
 def promo_campaign_ids(n: int) -> pa.StringArray:
+    """Promotion campaign ids ``p00000``, ...: at least 5 digits."""
     return id_strings("p", n, 5)
 
 
 def creative_ids(n: int) -> pa.StringArray:
+    """Creative ids ``cr000000``, ...: at least 6 digits."""
     return id_strings("cr", n, 6)
 
 

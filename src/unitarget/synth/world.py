@@ -32,6 +32,9 @@ _GROUPS = {"users": Users, "shows": Shows, "campaigns": Campaigns}
 
 @dataclass(frozen=True)
 class World:
+    """The synthetic world: parameters and the latent users, shows and campaigns that logs are sampled from and true
+    probabilities computed from; stored as JSON plus npz, no pickle."""
+
     params: WorldParams
     users: Users
     shows: Shows
@@ -63,6 +66,8 @@ class World:
 
     @classmethod
     def load(cls, directory: Path) -> World:
+        """Inverse of ``save``: refuses another format version, missing or unexpected arrays; the npz is read with
+        ``allow_pickle=False``."""
         directory = Path(directory)
         meta = json.loads((directory / _PARAMS_FILE).read_text())
         if meta.get("format_version") != FORMAT_VERSION:
@@ -84,10 +89,12 @@ class World:
     # ------------------------------------------------------------------ sizes and show state
     @property
     def n_users(self) -> int:
+        """Number of users (``params.n_users``)."""
         return self.params.n_users
 
     @property
     def n_shows(self) -> int:
+        """Number of shows (``params.n_shows``)."""
         return self.params.n_shows
 
     @property

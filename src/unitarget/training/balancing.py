@@ -33,11 +33,20 @@ class SharedParameters:
 
 
 class LossBalancer(Protocol):
-    def parameters(self): ...
+    """What the training loop needs of a loss-balancing strategy: its parameters and state (optimised and checkpointed
+    with the model's), the backward pass, and a hook after each optimiser step."""
 
-    def state_dict(self): ...
+    def parameters(self):
+        """The strategy's learnable parameters (none for static weights), optimised with the model's."""
+        ...
 
-    def load_state_dict(self, state): ...
+    def state_dict(self):
+        """The strategy's state (buffers and parameters), saved in the checkpoint for ``--resume``."""
+        ...
+
+    def load_state_dict(self, state):
+        """Restore the state ``state_dict`` returned, when a run resumes."""
+        ...
 
     def after_step(self) -> None:
         """Called after each optimiser step."""
@@ -56,9 +65,11 @@ class StaticWeights(nn.Module):
         self.register_buffer("weights", weights.clone())
 
     def after_step(self) -> None:
+        """Nothing to do: the weights λ_t are fixed."""
         pass
 
     def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
+        """Backpropagate L = Σ_t λ_t L_t through everything; return L detached."""
         loss = (self.weights * task_losses).sum()
         loss.backward()
         return loss.detach()
@@ -76,6 +87,8 @@ class UncertaintyWeighting(StaticWeights):
         self.log_variance = nn.Parameter(torch.zeros(len(weights)))
 
     def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
+        """Backpropagate L = Σ_t λ_t (exp(−s_t) L_t + s_t), into the model and the log-variances s_t alike; return L
+        detached."""
         s = self.log_variance
         loss = (self.weights * (torch.exp(-s) * task_losses + s)).sum()
         loss.backward()
@@ -97,6 +110,8 @@ class GradNorm(StaticWeights):
         self.register_buffer("initial_losses", torch.zeros(len(weights)))
 
     def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
+        """Give the model the gradient of Σ_t λ_t w_t L_t and w the gradient of Σ_t |G_t − target_t| (G_t at the last
+        shared weight); L_t(0) is recorded on the first call. Without a shared weight the w_t stay fixed."""
         last = shared.last_layer
         if last is None:  # nothing shared learns: no gradient norm to balance, the weights stay
             loss = (self.weights * self.task_weights.detach() * task_losses).sum()
@@ -134,6 +149,8 @@ class PCGrad(StaticWeights):
         self.generator = torch.Generator().manual_seed(seed)
 
     def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
+        """Backpropagate Σ_t λ_t L_t, then replace the shared parameters' gradients with the sum of the per-task
+        gradients projected off each other where they conflict; return the loss detached."""
         weighted = self.weights * task_losses
         params = list(shared.parameters)
         grads = torch.stack([self._flat_grad(weighted[t], params) for t in range(len(weighted))])  # (T, P)

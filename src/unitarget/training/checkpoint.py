@@ -18,11 +18,14 @@ from unitarget.io import atomic_output
 
 
 def save(payload: dict[str, Any], path: Path) -> None:
+    """Write ``payload`` with ``torch.save`` through a temporary file, so a crash mid-save keeps the previous file."""
     with atomic_output(path) as tmp:
         torch.save(payload, tmp)
 
 
 def load(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (no pickled code runs) onto the CPU; a missing, damaged or
+    non-mapping file raises one ``UnitargetError``."""
     if not path.is_file():
         raise UnitargetError(f"{path} does not exist")
     try:

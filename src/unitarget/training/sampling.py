@@ -33,6 +33,8 @@ class NaturalSampler:
         return batches_per_epoch(self.n_rows, self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The batches of epoch ``epoch``: consecutive slices of one permutation seeded by (seed, epoch), whole batches
+        only (the remainder is dropped)."""
         order = torch.randperm(self.n_rows, generator=_generator(self.seed, epoch))
         size = min(self.batch_size, self.n_rows)
         for b in range(len(self)):
@@ -61,6 +63,8 @@ class SourceBalancedSampler:
         return batches_per_epoch(self.n_rows, self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The batches of epoch ``epoch``: each source's fixed row count per batch, drawn from that source's rows cycled
+        through fresh permutations seeded by (seed, epoch); rows grouped by source in a batch."""
         generator = _generator(self.seed, epoch)
         n_batches = len(self)
         streams = {

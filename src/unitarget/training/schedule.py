@@ -10,6 +10,7 @@ from unitarget.config import OptimConfig
 
 
 def make_optimizer(parameters, config: OptimConfig) -> torch.optim.Optimizer:
+    """Adam with ``lr`` and ``weight_decay`` (L2 added to the gradient, not decoupled AdamW), ``foreach`` updates."""
     # foreach=True updates all parameters with a few vectorised kernels instead of one loop per tensor.
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 
@@ -21,6 +22,8 @@ WARMUP_SHARE_MAX = 3
 def make_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step LR factor: (step + 1) / warmup for warmup = min(warmup_steps, total // 3) steps, then min_lr_ratio + (1
+    − min_lr_ratio) · ½(1 + cos π·progress), or 1 with ``decay = none``."""
     # At most a third of the run: fine-tuning on a small log has few steps (72 for 25,000 rows),
     # and a 200-step warm-up would keep the learning rate rising until the run ends. (Every run of
     # the default world, 660 steps and more, keeps its full 200 steps.)

@@ -30,6 +30,9 @@ def labels_of(tasks: Sequence[TaskSpec]) -> tuple[str, ...]:
 
 
 class TaskSet:
+    """The tasks of one model as tensors: label columns, source mask m (S, T), format mask f (F + 1, T) and weights λ_t,
+    and the masked losses built from them."""
+
     def __init__(self, tasks: Sequence[TaskSpec], sources: Sequence[str]) -> None:
         self.specs = tuple(tasks)
         self.sources = tuple(sources)
@@ -77,4 +80,5 @@ class TaskSet:
         return (positives / weights.sum(0).clamp(min=1)).tolist()
 
     def task_sources(self, name: str) -> tuple[str, ...]:
+        """The sources task ``name`` learns from (its row of the directional mask)."""
         return self.specs[self.names.index(name)].sources
