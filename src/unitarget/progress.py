@@ -49,7 +49,7 @@ class RichTrainingHooks:
         score_text = f"{score:.4f}" if math.isfinite(score) else "n/a"
         self.console.print(
             f"{self.label} epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f}, "
-            f"{record['examples_per_s']:,.0f} examples/s, validation stream AP {score_text}"
+            f"{record['examples_per_s']:,.0f} examples/s, validation AP {score_text}"
             + (" (best)" if record["improved"] else ""),
             soft_wrap=True,
         )

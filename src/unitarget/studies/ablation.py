@@ -171,13 +171,13 @@ class PairedChange:
 
     @property
     def relative(self) -> float:
-        """The mean paired difference as a fraction of the reference's mean AP."""
-        return self.mean / self.reference_mean
+        """The mean paired difference as a fraction of the reference's mean AP (NaN if that is 0)."""
+        return self.mean / self.reference_mean if self.reference_mean else float("nan")
 
     @property
     def relative_error(self) -> float:
-        """The standard error of the mean difference on the same relative scale."""
-        return self.standard_error / self.reference_mean
+        """The standard error of the mean difference on the same relative scale (NaN if undefined)."""
+        return self.standard_error / self.reference_mean if self.reference_mean else float("nan")
 
     @property
     def separable(self) -> bool:
