@@ -94,3 +94,4 @@ def test_format_evaluation_on_a_table_column():
                             [_spec("click", "click")], ["click"])
     assert [r.format for r in rows] == ["audio", "video", "display", ALL_FORMATS]
     assert np.isnan(rows[0].ap) and rows[1].ap == 1.0  # audio has no positive: AP undefined, not 0
+

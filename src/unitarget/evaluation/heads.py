@@ -91,7 +91,8 @@ def channel_targets(config: Config) -> tuple[EvalTarget, ...]:
 def selection_targets(config: Config) -> tuple[EvalTarget, ...]:
     """What model selection averages on validation (never the test days): for each source the
     model trains on, the stream head serving it (the paper's metric) on that source's rows of its
-    formats; or ``evaluation.selection_task`` on each of its training sources (fine-tuning)."""
+    formats; or ``evaluation.selection_task`` on each of its training sources (fine-tuning); or,
+    for a model without a stream head, every head on its own rows."""
     chosen = config.evaluation.selection_task
     if chosen is not None:
         spec = next(t for t in config.tasks if t.name == chosen)
@@ -100,6 +101,8 @@ def selection_targets(config: Config) -> tuple[EvalTarget, ...]:
         specs = {t.name: t for t in config.tasks}
         heads = [(s, serving_head(config, contract.REQUIRED_LABEL, source=s)) for s in config.training_sources]
         pairs = [(s, specs[h]) for s, h in heads if h is not None]
+        if not pairs:  # no stream head (a click-only model, say): every head on its own rows
+            return tuple(EvalTarget(f"ap_{t.name}", t.task, t.label, t.source, t.formats) for t in head_targets(config))
     return tuple(EvalTarget(f"ap_{s}_{t.name}", t.name, t.label, s, t.formats) for s, t in pairs)
 
 
