@@ -8,7 +8,8 @@ import torch
 from unitarget.config import DEFAULT_TASKS, Config, TaskSpec, merge
 from unitarget.data.features import FeatureEncoder
 from unitarget.errors import ConfigError
-from unitarget.evaluation.formats import ALL_FORMATS, evaluate_formats, format_task
+from unitarget.evaluation.formats import ALL_FORMATS, evaluate_formats
+from unitarget.evaluation.heads import head_for
 from unitarget.training.tasks import TaskSet
 from tests.helpers import tiny_batch, tiny_layout, with_formats
 
@@ -69,11 +70,11 @@ def test_misspelt_format_is_rejected_naming_the_field():
 
 def test_format_task_prefers_the_masked_head_then_the_named_head_then_the_pooled_head():
     masked = [_spec("click_a", "click", ("audio",)), _spec("click", "click")]
-    assert format_task(masked, "click", "audio") == "click_a"
-    assert format_task(masked, "click", "video") == "click"
+    assert head_for(masked, "click", fmt="audio") == "click_a"
+    assert head_for(masked, "click", fmt="video") == "click"
     unmasked = [_spec("click_audio", "click"), _spec("click_video", "click")]
-    assert format_task(unmasked, "click", "video") == "click_video"
-    assert format_task([_spec("click_video", "click", ("video",))], "click", "audio") is None
+    assert head_for(unmasked, "click", fmt="video") == "click_video"
+    assert head_for([_spec("click_video", "click", ("video",))], "click", fmt="audio") is None
 
 
 def test_evaluate_formats_scores_each_format_with_its_head_and_pools_them():

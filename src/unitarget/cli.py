@@ -242,8 +242,8 @@ def ablate(
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}")
     if study == "camoe":
-        _ablate_camoe(data, out, _threads_of(load_config(config_file)), seeds=seeds, only=only, rows=rows, epochs=epochs,
-                      resume=resume)
+        _ablate_camoe(data, out, _threads_of(load_config(config_file)), seeds=seeds, only=only, rows=rows,
+                      epochs=epochs, resume=resume)
         return
     variants = paper_variants()
     if only:

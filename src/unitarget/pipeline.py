@@ -28,7 +28,8 @@ from unitarget.evaluation.batches import batch_formats, evaluate_batch
 from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
 from unitarget.io import atomic_output, iter_log, read_log
 from unitarget.models import MultiTaskModel, build_model
-from unitarget.runs import CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run, run_fingerprint, save_run
+from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
+                            run_fingerprint, save_run)
 from unitarget.scoring import predict_probabilities
 from unitarget.training.loop import SilentHooks, TrainingHooks, fit
 from unitarget.training.setup import build_setup
@@ -68,8 +69,8 @@ class TrainedModel:
 
     def probabilities(self, table: pa.Table) -> np.ndarray:
         """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
-        return predict_probabilities(self.model, self.encode(table).features, self.config.train.eval_batch_size,
-                                     self.config.train.bf16)
+        return predict_probabilities(self.model, self.encoder.transform_features(table),
+                                     self.config.train.eval_batch_size, self.config.train.bf16)
 
     def predict(self, table: pa.Table) -> pa.Table:
         """The contract's predictions: ``impression_id`` and ``p_<task>``, row for row."""
@@ -90,7 +91,8 @@ class TrainedModel:
         true probabilities."""
         targets = self.evaluation_targets() if targets is None else tuple(targets)
         batch = self.encode(table)
-        probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size, self.config.train.bf16)
+        probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
+                                      self.config.train.bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
         for label in {t.label for t in targets}:
@@ -186,7 +188,8 @@ def finetune(
 def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
-    probs = predict_probabilities(model.model, batch.features, model.config.train.eval_batch_size, model.config.train.bf16)
+    train_config = model.config.train
+    probs = predict_probabilities(model.model, batch.features, train_config.eval_batch_size, train_config.bf16)
     targets = head_targets(model.config)
     result = evaluate_batch(probs, model.model.task_names, batch.targets, sources=model.config.sources,
                             labels=model.encoder.labels, scored=targets)

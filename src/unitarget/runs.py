@@ -132,11 +132,6 @@ class Run:
     weights: dict[str, torch.Tensor]
     record: TrainingRecord | None  # None for a directory saved without one (tests, hand-made runs)
 
-    @property
-    def fingerprint(self) -> str | None:
-        """The run's training fingerprint; None without a record."""
-        return None if self.record is None else fingerprint(self.config, self.record.span)
-
 
 def read_run(path: str | Path) -> Run:
     """Read a run directory, naming the file that is missing or damaged."""

@@ -89,7 +89,7 @@ class FeatureEncoder:
     def fit(self, table: pa.Table) -> "FeatureEncoder":
         """Learn, from training rows only, which wanted columns are present, each id feature's vocabulary, bag lengths
         (longest list, capped at ``bag_max_len``), mean and std of log1p counts, vector widths and the tier map."""
-        present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
+        present = set(table.column_names) | TIME_FIELDS.keys()  # derived from ts
         wanted = self.candidate_columns()
         self.columns_ = [c for c in wanted if c.name in present]
         self.skipped_ = [c.name for c in wanted if c.name not in present]
@@ -158,7 +158,7 @@ class FeatureEncoder:
         n, layout = table.num_rows, self.layout_
         ids = np.zeros((n, layout.ids_width), dtype=np.int32)
         # A feature absent at scoring time reads as unknown: OOV row, empty bag, zero dense input.
-        present = set(table.column_names) | {contract.HOUR, contract.WEEKDAY}
+        present = set(table.column_names) | TIME_FIELDS.keys()  # derived from ts
         for j, name in enumerate(layout.categorical):
             local = self.vocabularies_[name].transform(_column(table, name)) if name in present else 0
             ids[:, j] = local + layout.offsets[name]

@@ -49,7 +49,7 @@ class EvalTarget:
 def evaluate_segments(
     predictions: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
-    source: np.ndarray,
+    source: np.ndarray | None,
     tier: np.ndarray | None,
     targets: Sequence[EvalTarget],
     true_probabilities: Mapping[str, np.ndarray] | None = None,
@@ -62,7 +62,8 @@ def evaluate_segments(
     Args:
         predictions: task -> predicted probability, (n,).
         labels: label -> float array, 1/0 or NaN where not observed, (n,).
-        source: (n,) source of each impression ("ads", "promotions", ...).
+        source: (n,) source of each impression ("ads", "promotions", ...); may be None when no
+            target selects a source.
         tier: (n,) popularity tier 0..7 (``contract.tier_of``); may be None when ``segments`` is
             just ``("all",)``.
         targets: what to score.
@@ -75,15 +76,14 @@ def evaluate_segments(
     Returns:
         len(targets) * len(segments) rows, target-major, segments in ``SEGMENTS`` order.
     """
-    source = np.asarray(source)
     chosen = [s for s in SEGMENTS if s in segments]
     if tier is None:
         if chosen != [ALL]:
             raise ValueError(f"segments {chosen} need the tier of each row")
-        tier = np.zeros(source.shape, dtype=np.int8)
+        tier = np.zeros(len(next(iter(labels.values()), ())), dtype=np.int8)  # every row in "all"
     tier = check_tier(tier)
-    if source.shape != tier.shape:
-        raise ValueError(f"source has shape {source.shape}, expected {tier.shape}")
+    if source is not None and np.shape(source) != tier.shape:
+        raise ValueError(f"source has shape {np.shape(source)}, expected {tier.shape}")
     rows: list[MetricRow] = []
     for target in targets:
         keep = _target_rows(target, labels, source, formats, tier.size)
@@ -91,11 +91,13 @@ def evaluate_segments(
     return EvaluationResult(tuple(rows))
 
 
-def _target_rows(target: EvalTarget, labels: Mapping[str, np.ndarray], source: np.ndarray,
+def _target_rows(target: EvalTarget, labels: Mapping[str, np.ndarray], source: np.ndarray | None,
                  formats: np.ndarray | None, n: int) -> np.ndarray:
     """(n,) rows the target is scored on: its label observed, its source(s), its formats."""
     keep = ~np.isnan(_column(labels, target.label, "label", n))
     if target.source is not None:
+        if source is None:
+            raise ValueError(f"target {target.name!r} is scored on one source: pass the sources of the rows")
         keep &= np.isin(source, [target.source] if isinstance(target.source, str) else list(target.source))
     if target.formats is not None:
         if formats is None:

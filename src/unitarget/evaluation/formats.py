@@ -3,8 +3,8 @@
 A model with per-format heads (``click_audio``, ``click_video`` ...) serves an impression of format
 f with f's head; a model with one ``click`` head serves every format with it. ``evaluation.heads``
 makes that choice from the task specs, so every architecture is scored on the same rows with the
-head it would serve them with, by the one evaluator (``evaluate_segments``). The "all" row pools the routed predictions of every format: the AP of the
-model as served, across formats.
+head it would serve them with, by the one evaluator (``evaluate_segments``). The "all" row pools
+the routed predictions of every format: the AP of the model as served, across formats.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from unitarget.config import TaskSpec
 from unitarget.contract import AD_FORMATS
 from unitarget.evaluation.evaluate import EvalTarget, evaluate_segments
-from unitarget.evaluation.heads import format_targets, head_for
+from unitarget.evaluation.heads import format_targets
 from unitarget.evaluation.segments import ALL
 
 ALL_FORMATS = "all"
@@ -34,12 +34,6 @@ class FormatRow:
     n_pos: int
     ap: float
     oracle_ap: float  # AP of the true probabilities on the same rows; NaN when unknown
-
-
-def format_task(tasks: Sequence[TaskSpec], label: str, fmt: str) -> str | None:
-    """The head that serves ``label`` on impressions of format ``fmt`` (``heads.head_for``'s
-    rules); None when the model has no head for it (a single-task model of another format)."""
-    return head_for(tasks, label, fmt=fmt)
 
 
 def evaluate_formats(
@@ -79,7 +73,7 @@ def evaluate_formats(
             heads = "+".join(dict.fromkeys(t.task for t in per_format))
             predictions[heads] = routed
             targets.append(EvalTarget(f"{label}_{ALL_FORMATS}", heads, label, None, tuple(AD_FORMATS)))
-    result = evaluate_segments(predictions, labels, np.full(formats.shape, None, dtype=object), None, targets,
-                               truths or None, formats=formats, segments=(ALL,))
+    result = evaluate_segments(predictions, labels, None, None, targets, truths or None, formats=formats,
+                               segments=(ALL,))
     return [FormatRow(label=r.label, format=r.target.removeprefix(f"{r.label}_"), task=r.task, n=r.n,
                       n_pos=r.n_pos, ap=r.ap, oracle_ap=r.oracle_ap) for r in result.rows]

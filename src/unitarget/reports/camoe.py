@@ -241,7 +241,7 @@ def render_camoe_report(facts: StudyFacts, summary: Summary, front: Sequence[str
         "## AP per format and task (test days, mean ± standard deviation over seeds)",
         "",
         "Each format's impressions are scored by the head that serves that format "
-        "(`evaluation.formats.format_task`); `all` pools them. The single-task arm is three models.",
+        "(`evaluation.heads.head_for`); `all` pools them. The single-task arm is three models.",
         "",
         results_table(summary, facts.arms, front, arm_parameters(facts.runs)),
         "",

@@ -23,17 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from unitarget import contract
-from unitarget.contract import Group, Kind
-from unitarget.data.encoders import pack_bags, pack_vectors, scale_counts, time_value
+from unitarget.contract import Kind
+from unitarget.data.encoders import TIME_FIELDS, pack_bags, pack_vectors, scale_counts, time_value
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.vocabulary import OOV
 from unitarget.serving.schemas import Candidate, Context, FeatureValue, User
-from unitarget.serving.tables import CANDIDATE_FIELDS
-
-#: Which request object carries an extra feature of each group.
-_CARRIER = {Group.USER: "user", Group.CONTEXT: "context", Group.CONTENT: "candidates", Group.CREATIVE: "candidates"}
-
+from unitarget.serving.tables import CANDIDATE_FIELDS, CARRIER
 
 class FeatureValueError(ValueError):
     """An extra feature the model does not have, or a value of the wrong kind or width."""
@@ -54,9 +49,9 @@ class RequestEncoder:
         self.numeric_stats = dict(encoder.numeric_stats_)
         self.vector_widths = dict(encoder.vector_widths_)
         #: carrier ("user", "context", "candidates") -> extra feature name -> kind
-        self.extras: dict[str, dict[str, Kind]] = {carrier: {} for carrier in _CARRIER.values()}
+        self.extras: dict[str, dict[str, Kind]] = {carrier: {} for carrier in CARRIER.values()}
         for extra in encoder.features.extra:
-            self.extras[_CARRIER[extra.group]][extra.name] = extra.kind
+            self.extras[CARRIER[extra.group]][extra.name] = extra.kind
         self.per_candidate = frozenset(CANDIDATE_FIELDS) | self.extras["candidates"].keys()
 
     def encode(self, user: User, context: Context, candidates: Sequence[Candidate],
@@ -69,7 +64,7 @@ class RequestEncoder:
         """
         self.check_features(user, context, candidates)
         shared: dict[str, Any] = {**_fields(user), **_fields(context),
-                                  **{name: time_value(name, ts) for name in (contract.HOUR, contract.WEEKDAY)}}
+                                  **{name: time_value(name, ts) for name in TIME_FIELDS}}
         rows = [c.__dict__ if c.features is None else {**c.__dict__, **c.features} for c in candidates]
         ids, flags = self._ids(rows, shared)
         return ids, self._dense(rows, shared), flags

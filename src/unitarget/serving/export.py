@@ -35,7 +35,7 @@ from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.pipeline import TrainedModel, load_model
-from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE as BEST_WEIGHTS_FILE
+from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE
 from unitarget.scoring import predict_probabilities
 from unitarget.serving import manifest as mf
 
@@ -154,7 +154,7 @@ def export_model(run: str | Path, out: str | Path, *, overwrite: bool = False,
     staging.mkdir(parents=True)
     try:
         onnx_bytes = _write_onnx(trained, staging / mf.ONNX_FILE)
-        for name in (CONFIG_FILE, ENCODER_FILE, BEST_WEIGHTS_FILE, TRAINING_FILE):
+        for name in (CONFIG_FILE, ENCODER_FILE, WEIGHTS_FILE, TRAINING_FILE):
             if (run / name).is_file():
                 shutil.copyfile(run / name, staging / name)
         diff = parity_difference(trained, onnx_runner(onnx_bytes))

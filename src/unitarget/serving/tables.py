@@ -31,12 +31,19 @@ COLUMN_TYPES: Final = {c.name: _ARROW_TYPES[c.kind] for c in contract.STANDARD_F
 #: Arrow type of an extra feature's column, by kind (a numeric extra may be fractional).
 EXTRA_TYPES: Final = {**_ARROW_TYPES, Kind.NUMERIC: pa.float64(), Kind.VECTOR: pa.list_(pa.float32())}
 
-#: Which request object carries each standard feature (tests check these cover the contract).
-USER_FIELDS: Final = tuple(c.name for c in contract.STANDARD_FEATURES if c.group is Group.USER)
-CONTEXT_FIELDS: Final = tuple(c.name for c in contract.STANDARD_FEATURES if c.group is Group.CONTEXT)
-CANDIDATE_FIELDS: Final = tuple(
-    c.name for c in contract.STANDARD_FEATURES if c.group in (Group.CONTENT, Group.CREATIVE)
-)
+#: Which request object carries a feature of each group, standard or extra.
+CARRIER: Final = {Group.USER: "user", Group.CONTEXT: "context", Group.CONTENT: "candidates",
+                  Group.CREATIVE: "candidates"}
+
+
+def _carried_by(carrier: str) -> tuple[str, ...]:
+    return tuple(c.name for c in contract.STANDARD_FEATURES if CARRIER[c.group] == carrier)
+
+
+#: The standard features each request object carries (tests check these cover the contract).
+USER_FIELDS: Final = _carried_by("user")
+CONTEXT_FIELDS: Final = _carried_by("context")
+CANDIDATE_FIELDS: Final = _carried_by("candidates")
 
 
 def request_table(user: User, context: Context, candidates: Sequence[Candidate],
@@ -49,10 +56,10 @@ def request_table(user: User, context: Context, candidates: Sequence[Candidate],
                 for name in CANDIDATE_FIELDS}
     for extra in extras:
         kind = EXTRA_TYPES[extra.kind]
-        if extra.group in (Group.CONTENT, Group.CREATIVE):
+        if CARRIER[extra.group] == "candidates":
             columns[extra.name] = pa.array([(c.features or {}).get(extra.name) for c in candidates], type=kind)
         else:
-            item = user if extra.group is Group.USER else context
+            item = user if CARRIER[extra.group] == "user" else context
             columns[extra.name] = pa.repeat(pa.scalar((item.features or {}).get(extra.name), type=kind), n)
     return pa.table(columns)
 

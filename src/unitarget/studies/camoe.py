@@ -89,7 +89,8 @@ def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch,
         predictions |= {task: probs[:, j] for j, task in enumerate(model.task_names)}
         specs += list(config.tasks)
     wanted = [label for label in LABELS if any(t.label == label for t in specs)]
-    return evaluate_formats(predictions, label_arrays(batch.targets, labels), batch_formats(batch.targets), specs, wanted,
+    targets = batch.targets
+    return evaluate_formats(predictions, label_arrays(targets, labels), batch_formats(targets), specs, wanted,
                             truths)
 
 
