@@ -67,7 +67,8 @@ def test_seed_reaches_the_training_config():
 def test_cold_ad_history_slice_selects_ads_of_shows_promoted_but_rarely_advertised(tiny_log):
     from unitarget.data.split import split_newest_days
 
-    train_rows, test_rows = split_newest_days(tiny_log, 5, purpose="test")
+    split = split_newest_days(tiny_log, 5, purpose="test")
+    train_rows, test_rows = split.older, split.newest
     mask = cold_ad_history_mask(train_rows, test_rows)
     sources = test_rows.column("source").to_numpy(zero_copy_only=False)
     assert mask.any() and (sources[mask] == "ads").all()
@@ -81,7 +82,8 @@ def test_study_writes_tables_charts_and_the_learning_curve(tiny_log, tmp_path, f
     from unitarget.studies.new_objective import run_new_objective_study
 
     config = fast_config.model_copy(update={"train": fast_config.train.model_copy(update={"max_epochs": 1})})
-    train_rows, test_rows = split_newest_days(tiny_log, 4, purpose="test")
+    split = split_newest_days(tiny_log, 4, purpose="test")
+    train_rows, test_rows = split.older, split.newest
     chosen = [VARIANTS[n] for n in ("promo-baseline", "unified", "ads-stream-only")]
     runs = run_ablation(train_rows, test_rows, tmp_path, config, variants=chosen, seeds=[0, 1])
     text = write_ablation_report(runs, tmp_path, heading="# test")
@@ -101,7 +103,8 @@ def test_a_run_with_the_identical_configuration_is_reused_and_a_different_one_is
     from unitarget.pipeline import train
     from unitarget.studies.ablation import run_ablation
 
-    train_rows, test_rows = split_newest_days(tiny_log, 4, purpose="test")
+    split = split_newest_days(tiny_log, 4, purpose="test")
+    train_rows, test_rows = split.older, split.newest
     unified = VARIANTS["unified"]
     train(train_rows, tmp_path / "main-unified", unified.config(fast_config, seed=0))
     messages: list[str] = []

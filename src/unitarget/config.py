@@ -161,7 +161,7 @@ class TrainConfig(_Strict):
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
     patience: int = Field(2, ge=1, description="epochs without validation improvement before stopping")
-    valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping")
+    valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
     bf16: bool = Field(False, description="bfloat16 autocast for forward passes (training and scoring); fast only on CPUs with AVX-512 BF16 or AMX")
@@ -174,7 +174,7 @@ class EvaluationConfig(_Strict):
     stream_task_for: dict[str, str] = Field(
         default_factory=lambda: {contract.PROMOTIONS: "promo_stream", contract.ADS: "ad_stream"}
     )
-    test_days: float = Field(7.0, gt=0, description="newest days held out as the test set by reproduce")
+    test_days: float = Field(7.0, gt=0, description="newest days held out as the test set by reproduce and ablate (shortened on a log too short for them: data.split)")
     selection_task: str | None = Field(
         None, description="select the best epoch on this task's validation AP instead of the stream tasks'"
     )

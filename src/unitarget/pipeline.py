@@ -21,7 +21,7 @@ from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
-from unitarget.data.split import split_newest_days
+from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import ContractError, UnitargetError
 from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult, evaluate_segments
 from unitarget.evaluation.batches import batch_formats, evaluate_batch
@@ -136,10 +136,9 @@ def train(
     continues an interrupted run of the same training (same fingerprint) from its last epoch.
     """
     started = time.perf_counter()
-    fit_rows, valid_rows = split_training_log(data, config)
-    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(fit_rows)
-    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, resume=resume, hooks=hooks,
-                              started=started)
+    split = split_training_log(data, config)
+    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(split.older)
+    return _train_and_publish(split, Path(out), config, encoder, resume=resume, hooks=hooks, started=started)
 
 
 def finetune(
@@ -170,7 +169,7 @@ def finetune(
     tasks = [t.model_dump() for t in base.config.tasks] + [task.model_dump()]
     config = merge(base.config, {"tasks": tasks, **(overrides or {})})
     config = merge(config, {"evaluation": {"selection_task": task.name}})
-    fit_rows, valid_rows = split_training_log(data, config)
+    split = split_training_log(data, config)
 
     def from_base(model: MultiTaskModel) -> None:
         model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
@@ -180,7 +179,7 @@ def finetune(
             model.freeze(except_towers=[task.name])
 
     encoder = base.encoder.with_labels(labels_of(config.tasks))
-    return _train_and_publish(fit_rows, valid_rows, Path(out), config, encoder, resume=False, hooks=hooks,
+    return _train_and_publish(split, Path(out), config, encoder, resume=False, hooks=hooks,
                               started=started, prepare=from_base, fresh_towers=[] if init_from else [task.name],
                               base=base)
 
@@ -196,16 +195,16 @@ def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     return {t.name: result.ap(t.name) for t in targets}
 
 
-def split_training_log(data: str | Path | pa.Table, config: Config) -> tuple[pa.Table, pa.Table]:
-    """The validated log's rows from the sources the tasks learn from, split into fit rows and the
-    newest ``train.valid_days`` for model selection: exactly the rows ``train`` uses."""
+def split_training_log(data: str | Path | pa.Table, config: Config) -> TimeSplit:
+    """The validated log's rows from the sources the tasks learn from, split into fit rows
+    (``older``) and the newest ``train.valid_days`` (``newest``; on a short log the short-log
+    rule's window) for model selection: exactly the rows ``train`` uses."""
     table = _training_rows(load_log(data, config), config)
-    return split_newest_days(table, config.train.valid_days, purpose="validation")
+    return split_newest_days(table, config.train.valid_days, purpose="validation", setting="train.valid_days")
 
 
 def _train_and_publish(
-    fit_rows: pa.Table,
-    valid_rows: pa.Table,
+    split: TimeSplit,
     out: Path,
     config: Config,
     encoder: FeatureEncoder,
@@ -218,6 +217,7 @@ def _train_and_publish(
     base: TrainedModel | None = None,
 ) -> TrainedModel:
     """Train in ``out``'s staging directory and publish it with its record, written once."""
+    fit_rows, valid_rows = split.older, split.newest
     train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
     setup = build_setup(config, encoder.layout_, train_batch, prepare=prepare, fresh_towers=fresh_towers)
     span = DataSpan.of(fit_rows, valid_rows)
@@ -237,7 +237,7 @@ def _train_and_publish(
         history=state.history, best_epoch=state.best_epoch, best_valid_score=state.best_score, span=span,
         features_used=[c.name for c in encoder.columns_], features_skipped=encoder.skipped_,
         tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
-        seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads,
+        seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=split.to_dict(),
     )
     staging.publish(config, encoder, trained.record)
     return trained
@@ -250,9 +250,9 @@ def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
     found = run_fingerprint(run_dir)
     if found is None:
         return False
-    fit_rows, valid_rows = split_newest_days(_training_rows(table, config), config.train.valid_days,
-                                             purpose="validation")
-    return found == fingerprint(config, DataSpan.of(fit_rows, valid_rows))
+    split = split_newest_days(_training_rows(table, config), config.train.valid_days, purpose="validation",
+                              setting="train.valid_days")
+    return found == fingerprint(config, DataSpan.of(split.older, split.newest))
 
 
 def _training_rows(table: pa.Table, config: Config) -> pa.Table:

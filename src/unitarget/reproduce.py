@@ -89,10 +89,11 @@ def _world(out: Path, params: WorldParams, config: Config,
     log_path = write_synthetic_dataset(out / "data", params)
     synth_seconds = time.perf_counter() - t0
     table = load_log(read_log(log_path), config)
-    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
-    log(f"{train_rows.num_rows:,} impressions for training, {test_rows.num_rows:,} (newest "
-        f"{config.evaluation.test_days:g} days) for testing")
-    return train_rows, test_rows, synth_seconds
+    testing = split_newest_days(table, config.evaluation.test_days, purpose="testing",
+                                setting="evaluation.test_days")
+    log(f"{testing.older.num_rows:,} impressions for training, {testing.newest.num_rows:,} (newest "
+        f"{testing.days:g} days) for testing")
+    return testing.older, testing.newest, synth_seconds
 
 
 def _online_test(out: Path, setups: Mapping[str, Config], config: Config,

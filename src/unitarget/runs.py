@@ -82,14 +82,18 @@ class TrainingRecord:
     seconds: float
     #: fine-tuning only: each old head's validation AP on the new log, before and after
     old_heads_valid_ap: dict[str, dict[str, float]] | None = None
+    #: the validation window: days used, days configured, the log's span, and the short-log note
+    #: when the rule replaced the configured window (``data.split``); absent in older runs
+    valid_window: dict[str, Any] | None = None
     run_format: int = field(default=RUN_FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
         """``training.json``'s keys (the span as ``rows``, ``train_range``, ``valid_range``, as in
         run format 1, so readers of older runs read these too)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "span"}
-        if self.old_heads_valid_ap is None:
-            del out["old_heads_valid_ap"]
+        for optional in ("old_heads_valid_ap", "valid_window"):
+            if out[optional] is None:
+                del out[optional]
         span = self.span
         return out | {"rows": {"train": span.train_rows, "valid": span.valid_rows},
                       "train_range": list(span.train_range), "valid_range": list(span.valid_range)}

@@ -8,6 +8,7 @@ printed as one message and the command exits with status 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -26,6 +27,16 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 out_console = Console()
+
+class _ConsoleNotes(logging.Handler):
+    """The library's warnings (``unitarget`` logger: a short-log split, for one) as console notes."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Print one note on stderr, beside the progress output."""
+        console.print(f"[yellow]note:[/] {record.getMessage()}", highlight=False)
+
+
+logging.getLogger("unitarget").addHandler(_ConsoleNotes(logging.WARNING))
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -1,6 +1,19 @@
-"""Temporal splits by ``ts``: older days train, newer days validate or test (paper, section 4.1)."""
+"""Temporal splits by ``ts``: older days train, newer days validate or test (paper, section 4.1).
+
+**Short logs.** The configured window (``train.valid_days``, ``evaluation.test_days``; 7 days
+each by default) is used whenever it leaves at least half of the log's time span before the cut.
+On a shorter log (a one-week public sample, a pilot) that window would hold out most or all of
+the data, so the window shrinks to ``SHORT_LOG_SHARE`` of the span, but never below one day, so
+every source that serves daily keeps a day's worth of rows on each side. The split says so
+(``TimeSplit.note``; logged as a warning on the ``unitarget`` logger, recorded in
+``training.json``). A log shorter than two days, or one whose cut leaves a source with no rows on
+one side, has no honest split and gets one error naming the span and the settings to change.
+"""
 
 from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -10,31 +23,93 @@ from unitarget import contract
 from unitarget.errors import UnitargetError
 
 _MICROS_PER_DAY = 86_400 * 1_000_000
+#: The held-out window may take at most this share of the log's span as configured.
+MAX_HOLDOUT_SHARE = 0.5
+#: On a log too short for the configured window, the window is this share of the span...
+SHORT_LOG_SHARE = 0.2
+#: ...but never shorter than this many days.
+MIN_HOLDOUT_DAYS = 1.0
+
+log = logging.getLogger("unitarget")
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """The older rows, the newest rows, and how wide the held-out window was."""
+
+    older: pa.Table
+    newest: pa.Table
+    days: float  # the window used
+    configured_days: float
+    span_days: float  # UTC days from the midnight before the oldest impression to the one after the newest
+    note: str | None  # set when the short-log rule replaced the configured window
+
+    def to_dict(self) -> dict[str, object]:
+        """The window, for a training record or a report."""
+        return {"days": self.days, "configured_days": self.configured_days, "span_days": round(self.span_days, 4),
+                "note": self.note}
 
 
 def _micros(table: pa.Table) -> np.ndarray:
     return table.column(contract.TS).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
 
 
-def split_newest_days(table: pa.Table, days: float, *, purpose: str) -> tuple[pa.Table, pa.Table]:
-    """(older rows, rows of the newest ``days`` days), cutting at a UTC day boundary.
+def holdout_days(span_days: float, configured: float, *, purpose: str, setting: str) -> tuple[float, str | None]:
+    """The window to hold out of a log spanning ``span_days``: the configured one, or the
+    short-log rule's (with the note that says so)."""
+    if configured <= MAX_HOLDOUT_SHARE * span_days:
+        return configured, None
+    days = max(SHORT_LOG_SHARE * span_days, MIN_HOLDOUT_DAYS)
+    if days > MAX_HOLDOUT_SHARE * span_days:
+        raise UnitargetError(
+            f"the log spans {span_days:.2f} days, too short to hold out a {purpose} window of at least "
+            f"{MIN_HOLDOUT_DAYS:g} day that leaves as much before it; use a log of at least "
+            f"{MIN_HOLDOUT_DAYS / MAX_HOLDOUT_SHARE:g} days, or set {setting} (now {configured:g}) to a "
+            f"fraction of a day and accept a window with less than a day's traffic"
+        )
+    days = round(days, 3)
+    note = (f"the log spans {span_days:.2f} days, too short for {setting} = {configured:g}: holding out the "
+            f"newest {days:g} days for {purpose} ({SHORT_LOG_SHARE:.0%} of the span, at least "
+            f"{MIN_HOLDOUT_DAYS:g} day); set {setting} to choose")
+    return days, note
 
-    The cut is ``end - days`` where ``end`` is midnight after the newest impression, so a 7-day
-    split of a day-complete log takes exactly its last 7 calendar days.
-    """
+
+def split_newest_days(table: pa.Table, days: float, *, purpose: str, setting: str | None = None) -> TimeSplit:
+    """Split off the newest ``days`` days (or the short-log rule's window), cutting ``days``
+    before midnight after the newest impression, so a 7-day split of a day-complete log takes
+    exactly its last 7 calendar days. ``setting`` names the option a user changes (for messages)."""
+    setting = setting or f"the {purpose} days"
     ts = _micros(table)
     end = (ts.max() // _MICROS_PER_DAY + 1) * _MICROS_PER_DAY
-    cutoff = end - int(days * _MICROS_PER_DAY)
-    newest = ts >= cutoff
+    span = (end - ts.min() // _MICROS_PER_DAY * _MICROS_PER_DAY) / _MICROS_PER_DAY  # whole UTC days
+    used, note = holdout_days(span, days, purpose=purpose, setting=setting)
+    newest = ts >= end - int(used * _MICROS_PER_DAY)
     n_new = int(newest.sum())
     if n_new == 0 or n_new == len(ts):
-        span = (end - ts.min()) / _MICROS_PER_DAY
         raise UnitargetError(
-            f"cannot hold out the newest {days:g} days for {purpose}: the log spans {span:.1f} days "
-            f"({n_new} of {len(ts)} rows would be held out); use a longer log or fewer days"
+            f"cannot hold out the newest {used:g} days for {purpose}: the log spans {span:.1f} days "
+            f"({n_new} of {len(ts)} rows would be held out); use a longer log or change {setting}"
         )
     mask = pa.array(newest)
-    return table.filter(pc.invert(mask)), table.filter(mask)
+    split = TimeSplit(table.filter(pc.invert(mask)), table.filter(mask), used, days, span, note)
+    if note is not None:
+        _check_sources(table, newest, split, setting)
+        log.warning(note)
+    return split
+
+
+def _check_sources(table: pa.Table, newest: np.ndarray, split: TimeSplit, setting: str) -> None:
+    """A shortened window must still leave every source rows on both sides of the cut."""
+    sources = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
+    for source in np.unique(sources):
+        held = newest[sources == source]
+        if held.all() or not held.any():
+            side = "before" if held.all() else "in"
+            raise UnitargetError(
+                f"the log spans {split.span_days:.2f} days and source {source!r} has no rows {side} the "
+                f"newest {split.days:g} days, so no honest split exists for it; use a longer log, or set "
+                f"{setting} (now {split.configured_days:g})"
+            )
 
 
 def time_range(table: pa.Table) -> tuple[str, str]:

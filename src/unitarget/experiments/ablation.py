@@ -64,9 +64,10 @@ def run_paper_study(
     new-objective learning curve), and write ``ABLATION.md`` with tables and charts into ``out_dir``."""
     out_dir = Path(out_dir)
     table = load_log(data, config)
-    train_rows, test_rows = split_newest_days(table, config.evaluation.test_days, purpose="testing")
+    testing = split_newest_days(table, config.evaluation.test_days, purpose="testing",
+                                setting="evaluation.test_days")
     sections = ablation_sections(
-        train_rows, test_rows, config, runs_dir=out_dir, report_dir=out_dir,
+        testing.older, testing.newest, config, runs_dir=out_dir, report_dir=out_dir,
         heading="# Ablations of the unified model (WSDM 2026, section 4)", variants=variants or paper_variants(),
         seeds=seeds, learning_curve=learning_curve, hooks_for=hooks_for, log=log,
     )

@@ -54,12 +54,15 @@ class StudyData:
         impressions (a smaller study); the test days are always kept whole, so every size is
         scored on the same, largest possible test set."""
         ads = table.filter(pc.equal(table.column(contract.SOURCE).cast(pa.string()), contract.ADS))
-        older, test = split_newest_days(ads, config.evaluation.test_days, purpose="testing")
+        testing = split_newest_days(ads, config.evaluation.test_days, purpose="testing",
+                                    setting="evaluation.test_days")
+        older, test = testing.older, testing.newest
         if rows is not None and rows < older.num_rows:
             keep = np.sort(np.random.default_rng(seed).choice(older.num_rows, size=rows, replace=False))
             older = older.take(pa.array(keep))
-        fit_rows, valid = split_newest_days(older, config.train.valid_days, purpose="validation")
-        return cls(fit_rows, valid, test)
+        validation = split_newest_days(older, config.train.valid_days, purpose="validation",
+                                       setting="train.valid_days")
+        return cls(validation.older, validation.newest, test)
 
 
 class EncodedStudy:
