@@ -64,3 +64,15 @@ def test_unknown_preset_lists_the_choices():
     with pytest.raises(ConfigError, match="promo-baseline"):
         apply_preset(Config(), "nope")
     assert len(PRESETS) == 5
+
+
+def test_bf16_auto_follows_the_cpu_and_explicit_values_are_kept(monkeypatch):
+    import unitarget.config as config_module
+
+    auto = merge(Config(), {"train": {"bf16": "auto"}}).train
+    monkeypatch.setattr(config_module, "native_bf16", lambda: True)
+    assert auto.use_bf16 is True
+    monkeypatch.setattr(config_module, "native_bf16", lambda: False)
+    assert auto.use_bf16 is False
+    assert merge(Config(), {"train": {"bf16": True}}).train.use_bf16 is True
+    assert Config().train.use_bf16 is False

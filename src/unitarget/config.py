@@ -149,9 +149,20 @@ class OptimConfig(_Strict):
 
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    embedding_updates: Literal["dense", "lazy"] = Field(
+        "dense", description="lazy: Adam steps only the embedding rows a batch touched (training/lazy_adam.py)")
     warmup_steps: int = Field(200, ge=0, description="linear warm-up steps, at most a third of the run's steps")
     decay: Literal["cosine", "none"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX-512 BF16 or AMX), where autocast pays off."""
+    import torch
+
+    cpu = torch.cpu
+    probes = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
 
 
 class TrainConfig(_Strict):
@@ -164,8 +175,15 @@ class TrainConfig(_Strict):
     valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
-    bf16: bool = Field(False, description="bfloat16 autocast for forward passes (training and scoring); fast only on CPUs with AVX-512 BF16 or AMX")
+    bf16: bool | Literal["auto"] = Field(
+        False, description="bfloat16 autocast for forward passes (training and scoring): true, false, or auto = "
+                           "where the CPU has native bf16 (AVX-512 BF16 or AMX); emulated elsewhere, and slower")
     eval_batch_size: int = Field(8_192, ge=1, description="rows per inference slice; ~8K fits the CPU caches")
+
+    @property
+    def use_bf16(self) -> bool:
+        """``bf16`` resolved on this machine (``auto``: whether the CPU computes bfloat16 natively)."""
+        return native_bf16() if self.bf16 == "auto" else bool(self.bf16)
 
 
 class EvaluationConfig(_Strict):
@@ -245,6 +263,9 @@ class Config(_Strict):
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
         if self.evaluation.selection_task not in (None, *names):
             raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
+        if self.optim.embedding_updates == "lazy" and self.loss.method in ("gradnorm", "pcgrad"):
+            raise ValueError(f"optim.embedding_updates = 'lazy' needs dense gradients that loss.method "
+                             f"{self.loss.method!r} does not give; use 'dense' with it")
         unknown_ratio = set(self.sampling.ratios) - set(self.sources)
         if unknown_ratio:
             raise ValueError(f"sampling.ratios names undeclared sources {sorted(unknown_ratio)}")

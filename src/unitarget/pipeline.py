@@ -70,7 +70,7 @@ class TrainedModel:
     def probabilities(self, table: pa.Table) -> np.ndarray:
         """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
         return predict_probabilities(self.model, self.encoder.transform_features(table),
-                                     self.config.train.eval_batch_size, self.config.train.bf16)
+                                     self.config.train.eval_batch_size, self.config.train.use_bf16)
 
     def predict(self, table: pa.Table) -> pa.Table:
         """The contract's predictions: ``impression_id`` and ``p_<task>``, row for row."""
@@ -92,7 +92,7 @@ class TrainedModel:
         targets = self.evaluation_targets() if targets is None else tuple(targets)
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
-                                      self.config.train.bf16)
+                                      self.config.train.use_bf16)
         predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
         labels, truths = {}, {}
         for label in {t.label for t in targets}:
@@ -188,7 +188,7 @@ def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
     """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
     train_config = model.config.train
-    probs = predict_probabilities(model.model, batch.features, train_config.eval_batch_size, train_config.bf16)
+    probs = predict_probabilities(model.model, batch.features, train_config.eval_batch_size, train_config.use_bf16)
     targets = head_targets(model.config)
     result = evaluate_batch(probs, model.model.task_names, batch.targets, sources=model.config.sources,
                             labels=model.encoder.labels, scored=targets)
@@ -274,7 +274,7 @@ def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tu
     """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
     that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
     It never sees the test split; a target without rows or positives is left out of the mean."""
-    probs = predict_probabilities(model, valid.features, config.train.eval_batch_size, config.train.bf16)
+    probs = predict_probabilities(model, valid.features, config.train.eval_batch_size, config.train.use_bf16)
     result = evaluate_batch(probs, model.task_names, valid.targets, sources=config.sources,
                             labels=labels_of(config.tasks), scored=selection_targets(config))
     details = {row.target: row.ap for row in result.rows if row.n > 0}

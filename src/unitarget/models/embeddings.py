@@ -21,7 +21,8 @@ class _PooledLookup(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor,
-                slot: torch.Tensor, n_categorical: int, bag_slices: list[tuple[int, int]]) -> torch.Tensor:
+                slot: torch.Tensor, n_categorical: int, bag_slices: list[tuple[int, int]],
+                sparse_grad: bool) -> torch.Tensor:
         batch, _ = ids.shape
         flat = ids.reshape(-1).long()  # int64: index_add_ takes a ~2x slower path with int32 indices
         tokens = weight.index_select(0, flat).view(batch, -1, weight.shape[1])  # (B, C, D)
@@ -29,7 +30,7 @@ class _PooledLookup(torch.autograd.Function):
         bags = [tokens[:, start:stop].sum(1, keepdim=True) for start, stop in bag_slices]
         out = torch.cat([tokens[:, :n_categorical], *bags], dim=1)  # (B, K, D)
         ctx.save_for_backward(flat, token_weight, slot)
-        ctx.rows = weight.shape[0]
+        ctx.rows, ctx.sparse_grad = weight.shape[0], sparse_grad
         return out
 
     @staticmethod
@@ -39,7 +40,21 @@ class _PooledLookup(torch.autograd.Function):
         token_grad = grad.index_select(1, slot).mul_(token_weight.unsqueeze(-1))  # (B, C, D)
         weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, flat, token_grad.view(-1, dim))
         weight_grad[PADDING_ROW] = 0
-        return weight_grad, None, None, None, None, None
+        if ctx.sparse_grad:
+            weight_grad = _touched_rows(weight_grad, flat, ctx.rows)
+        return weight_grad, None, None, None, None, None, None
+
+
+def _touched_rows(weight_grad: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
+    """The rows of ``weight_grad`` the batch's tokens touched (padding excluded), as a coalesced
+    sparse gradient, for row-wise (lazy) optimizer updates. A mask and ``nonzero`` find them in
+    sorted order without sorting the tokens."""
+    touched = torch.zeros(rows, dtype=torch.bool)
+    touched[flat] = True
+    touched[PADDING_ROW] = False
+    index = touched.nonzero().squeeze(1)
+    return torch.sparse_coo_tensor(index.unsqueeze(0), weight_grad.index_select(0, index), weight_grad.shape,
+                                   is_coalesced=True, check_invariants=False)
 
 
 class FeatureEmbedder(nn.Module):
@@ -69,6 +84,8 @@ class FeatureEmbedder(nn.Module):
         slot_starts = list(range(n_cat)) + [start for start, _ in self.bag_slices]
         self.register_buffer("slot_starts", torch.tensor(slot_starts, dtype=torch.int64), persistent=False)
         self.width = layout.ids_width
+        #: a row-sparse table gradient, for ``training.lazy_adam.LazyAdam`` (``optim.embedding_updates``)
+        self.sparse_grad = False
         self.output_dim = (n_cat + len(layout.bags)) * dim + layout.dense_dim
 
     def token_weights(self, ids: torch.Tensor) -> torch.Tensor:
@@ -86,7 +103,8 @@ class FeatureEmbedder(nn.Module):
         if not torch.is_grad_enabled():
             return torch.cat([self._pooled_for_inference(ids), dense], dim=1)
         pooled = _PooledLookup.apply(
-            self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical, self.bag_slices
+            self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical, self.bag_slices,
+            self.sparse_grad,
         )
         return torch.cat([pooled.flatten(1), dense], dim=1)
 

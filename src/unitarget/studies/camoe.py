@@ -88,7 +88,7 @@ def score_formats(models: Sequence[tuple[Config, MultiTaskModel]], batch: Batch,
     predictions: dict[str, np.ndarray] = {}
     specs: list[TaskSpec] = []
     for config, model in models:
-        probs = predict_probabilities(model, batch.features, config.train.eval_batch_size, config.train.bf16)
+        probs = predict_probabilities(model, batch.features, config.train.eval_batch_size, config.train.use_bf16)
         predictions |= {task: probs[:, j] for j, task in enumerate(model.task_names)}
         specs += list(config.tasks)
     wanted = [label for label in LABELS if any(t.label == label for t in specs)]

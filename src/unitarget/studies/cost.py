@@ -125,7 +125,7 @@ def measure_cost(name: str, display: str, config: Config, layout: FeatureLayout,
         predict_speed = _predict_masked(model, config, rows)
     else:
         started = time.perf_counter()
-        predict_probabilities(model, rows.features, config.train.eval_batch_size, config.train.bf16)
+        predict_probabilities(model, rows.features, config.train.eval_batch_size, config.train.use_bf16)
         predict_speed = len(rows) / (time.perf_counter() - started)
     return Cost(name, display, sum(p.numel() for p in model.parameters()), train_speed, predict_speed)
 

@@ -146,7 +146,7 @@ def fit(
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
         started = time.perf_counter()
-        loss_sum, seen = _train_epoch(parts, tasks, train, sampler, epoch, train_config.bf16, hooks)
+        loss_sum, seen = _train_epoch(parts, tasks, train, sampler, epoch, train_config.use_bf16, hooks)
         train_seconds = time.perf_counter() - started
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)

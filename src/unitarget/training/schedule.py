@@ -7,10 +7,14 @@ import math
 import torch
 
 from unitarget.config import OptimConfig
+from unitarget.training.lazy_adam import LazyAdam
 
 
 def make_optimizer(parameters, config: OptimConfig) -> torch.optim.Optimizer:
-    """Adam with ``lr`` and ``weight_decay`` (L2 added to the gradient, not decoupled AdamW), ``foreach`` updates."""
+    """Adam with ``lr`` and ``weight_decay`` (L2 added to the gradient, not decoupled AdamW), ``foreach`` updates;
+    with ``embedding_updates = "lazy"`` the same Adam, but row-wise on sparse (embedding) gradients."""
+    if config.embedding_updates == "lazy":
+        return LazyAdam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     # foreach=True updates all parameters with a few vectorised kernels instead of one loop per tensor.
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay, foreach=True)
 

@@ -67,4 +67,7 @@ def build_setup(
             model.towers[name].start_at_rate(rate)
     balancer = make_balancer(config.loss.method, tasks.weights, alpha=config.loss.gradnorm_alpha,
                              seed=config.train.seed)
+    # Row-sparse table gradients for the lazy optimizer; the balancers that take per-task
+    # gradients of the shared parameters (gradnorm, pcgrad) need dense ones (Config checks it).
+    model.embedder.sparse_grad = config.optim.embedding_updates == "lazy"
     return TrainingSetup(model, tasks, make_sampler(config, train), balancer)
