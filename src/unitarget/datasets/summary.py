@@ -82,7 +82,8 @@ def render_readme(card: DatasetCard, pinned: PinnedFile, summary: Summary) -> st
              f"- licence of the package: {pinned.licence}", "",
              "## Mapping to the contract", "", "| contract column | from |", "| --- | --- |"]
     lines += [f"| `{column}` | {source} |" for column, source in card.mapping]
-    lines += ["", f"Labels present: {', '.join(f'`{n}`' for n in summary.positives[next(iter(summary.positives))])}; "
+    present = [n for n in contract.LABELS if n not in summary.absent_labels]
+    lines += ["", f"Labels present: {', '.join(f'`{n}`' for n in present)}; "
               f"absent (no column, so no task learns from them): "
               f"{', '.join(f'`{n}`' for n in summary.absent_labels) or 'none'}.", "",
               "## What is synthetic", ""]
@@ -98,7 +99,7 @@ def render_readme(card: DatasetCard, pinned: PinnedFile, summary: Summary) -> st
 
 
 def _counts_table(summary: Summary) -> str:
-    labels = list(next(iter(summary.positives.values())))
+    labels = [n for n in contract.LABELS if n not in summary.absent_labels]
     head = ["source", "impressions", *(f"`{n}` positives" for n in labels)]
     rows = [head, ["---"] * len(head)]
     for source, count in summary.rows_per_source.items():
