@@ -7,8 +7,10 @@ this package registers its commands on the one ``app``.
 
 from __future__ import annotations
 
-from unitarget.cli import modelling, studies, serving  # noqa: F401,I001  (registers the commands, in help order)
+from unitarget.cli import modelling, studies, serving, datasets  # noqa: F401,I001  (registers the commands, in help order)
 from unitarget.cli.app import EXIT_INTERRUPTED, EXIT_USER_ERROR, app
+
+app.add_typer(datasets.app, name="datasets")
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USER_ERROR", "app", "main"]
 
