@@ -66,7 +66,6 @@ def test_open_bandit_maps_policies_to_sources_and_keeps_the_propensity(obd):
         assert needed in readme
 
 
-@pytest.mark.xfail(strict=True, raises=UnitargetError, reason="short-log split rule not merged yet")
 def test_open_bandit_trains_and_evaluates_with_the_default_configuration(obd, tmp_path):
     _train_and_evaluate(obd[1], tmp_path)
 
