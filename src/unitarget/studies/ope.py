@@ -80,8 +80,8 @@ def off_policy_report(model_run: str | Path, log: str | Path | pa.Table, *, sour
                       seed: int = 0, n_resamples: int = N_RESAMPLES, level: float = 0.95,
                       temperature: float | None = None, chunk_rows: int = CHUNK_ROWS) -> OPEResult:
     """Estimate, on ``source``'s impressions of ``log`` (logged by a uniform-random policy with a
-    ``propensity`` column), the click rate of the greedy model policy (and of a softmax one with
-    ``temperature``, if given) and of the uniform-random policy, beside every source's logged rate."""
+    ``propensity`` column), the click rate of the greedy model policy (and of a softmax over the
+    head's logits at ``temperature``, if given) and of the uniform-random policy, beside every source's logged rate."""
     trained = load_model(model_run)
     table = load_log(log, trained.config)
     head = serving_head(trained.config, contract.REQUIRED_LABEL, source=source)
@@ -92,7 +92,7 @@ def off_policy_report(model_run: str | Path, log: str | Path | pa.Table, *, sour
     notes += _propensity_notes(rows, sets)
     policies = [TargetPolicy(GREEDY, greedy_policy), TargetPolicy(UNIFORM, lambda s: uniform_policy(*s.shape))]
     if temperature is not None:
-        policies.append(TargetPolicy(f"model, softmax (T={temperature:g})", partial(softmax_policy,
+        policies.append(TargetPolicy(f"model, softmax (T={temperature:g})", partial(_softmax_of_logits,
                                                                                   temperature=temperature)))
     q_logged, scored = score_policies(trained, rows, sets, head, policies, chunk_rows)
     r, p = _rewards(rows), _propensities(rows)
@@ -162,6 +162,13 @@ def score_policies(trained: TrainedModel, rows: pa.Table, sets: CandidateSets, h
                 scored[policy.name][0][at] = probs[np.arange(at.size), logged]
                 scored[policy.name][1][at] = (probs * scores).sum(axis=1)
     return q_logged, scored
+
+
+def _softmax_of_logits(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Softmax over the head's logits (not its probabilities), so the temperature reads the same
+    whatever the base rate."""
+    clipped = np.clip(scores, 1e-7, 1 - 1e-7)
+    return softmax_policy(np.log(clipped) - np.log1p(-clipped), temperature)
 
 
 def _propensity_notes(rows: pa.Table, sets: CandidateSets) -> list[str]:
