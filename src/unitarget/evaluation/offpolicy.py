@@ -132,16 +132,45 @@ def _estimate(a: np.ndarray, b: np.ndarray, w: np.ndarray, seed: int, n_resample
 
 
 def _bootstrap(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_resamples: int) -> np.ndarray:
-    """``Σ a / Σ b`` over ``n_resamples`` resamples of the impressions with replacement, drawn in
-    blocks of resamples so that no more than ``_BLOCK_ENTRIES`` indices exist at once."""
+    """``Σ a / Σ b`` over ``n_resamples`` resamples of the n impressions with replacement.
+
+    Only the m rows where a (or, unless b is all ones and ``Σ b`` is n, b) is non-zero change a sum;
+    under a greedy target policy m ≈ n / K. When m is small each resample draws how many of its n
+    draws land among those rows, Binomial(n, m / n), then that many rows uniformly among them: the
+    same distribution as drawing all n, at a cost of about m per resample. Either way resamples are
+    drawn in blocks of at most ``_BLOCK_ENTRIES`` indices, so memory stays bounded.
+    """
+    n = a.size
+    plain_mean = bool(np.all(b == 1.0))
+    support = np.flatnonzero(a != 0) if plain_mean else np.flatnonzero((a != 0) | (b != 0))
+    if 4 * support.size >= n:
+        return _dense_bootstrap(a, None if plain_mean else b, rng, n_resamples)
+    hits = rng.binomial(n, support.size / n, size=n_resamples)
+    a, b = a[support], b[support]
+    out = np.empty(n_resamples)
+    start = 0
+    while start < n_resamples:
+        stop = start + max(1, int(np.searchsorted(np.cumsum(hits[start:]), _BLOCK_ENTRIES, side="right")))
+        counts = hits[start:stop]
+        index = rng.integers(0, max(support.size, 1), size=int(counts.sum()))
+        segment = np.repeat(np.arange(stop - start), counts)
+        top = np.bincount(segment, weights=a[index], minlength=stop - start)
+        bottom = n if plain_mean else np.bincount(segment, weights=b[index], minlength=stop - start)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:stop] = top / bottom
+        start = stop
+    return out
+
+
+def _dense_bootstrap(a: np.ndarray, b: np.ndarray | None, rng: np.random.Generator, n_resamples: int) -> np.ndarray:
+    """The plain bootstrap, all n rows drawn per resample (``b`` None: the denominator is n)."""
     n = a.size
     block = max(1, _BLOCK_ENTRIES // n)
     out = np.empty(n_resamples)
     for start in range(0, n_resamples, block):
-        stop = min(start + block, n_resamples)
-        index = rng.integers(0, n, size=(stop - start, n))
+        index = rng.integers(0, n, size=(min(block, n_resamples - start), n))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = a[index].sum(axis=1) / b[index].sum(axis=1)
+            out[start:start + len(index)] = a[index].sum(axis=1) / (n if b is None else b[index].sum(axis=1))
     return out
 
 
