@@ -24,13 +24,10 @@ def ope(
                                                               "temperature")] = None,
 ) -> None:
     """Estimate the click rate the model would get choosing items by its scores (IPS, SNIPS, DR)."""
-    from unitarget.io import atomic_write_json, atomic_write_text
-    from unitarget.reports.ope import ope_dict, ope_markdown
-    from unitarget.studies.ope import off_policy_report
+    from unitarget.experiments.ope import run_ope
 
     with console.status("scoring every candidate of every impression"):
-        result = off_policy_report(model, data, source=source, seed=seed, n_resamples=resamples,
-                                   temperature=temperature)
+        result = run_ope(model, data, out, source=source, seed=seed, n_resamples=resamples, temperature=temperature)
     table = Table(title=f"off-policy click rate on {source!r} ({result.impressions:,} impressions, "
                         f"{result.level:.0%} bootstrap intervals)")
     for column in ("policy", "estimator", "click rate", "interval", "ESS"):
@@ -45,7 +42,4 @@ def ope(
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "ope.json", ope_dict(result))
-        atomic_write_text(out / "OPE.md", ope_markdown(result))
         console.print(f"wrote {out / 'ope.json'} and {out / 'OPE.md'}")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from unitarget.evaluation.offpolicy import Estimate
+from unitarget.io import atomic_write_json, atomic_write_text
 from unitarget.studies.ope import OPEResult
+
+OPE_JSON, OPE_MD = "ope.json", "OPE.md"
 
 
 def ope_dict(result: OPEResult) -> dict[str, Any]:
@@ -26,12 +30,12 @@ def ope_markdown(result: OPEResult) -> str:
     """The report as Markdown (``OPE.md``): the target policies' estimated click rates, the logged
     policies' own rates to read them against, and what the estimates assume."""
     level = f"{result.level:.0%}"
-    lines = ["| target policy | estimator | click rate | " + level + " interval | ESS |", "| --- | --- | ---: | ---: | ---: |"]
+    lines = [f"| target policy | estimator | click rate | {level} interval | ESS |", "| --- | --- | ---: | ---: | ---: |"]
     for value in result.policies:
         for name, estimate in (("IPS", value.ips), ("SNIPS", value.snips), ("DR", value.dr)):
             lines.append(f"| {value.policy} | {name} | {_rate(estimate.estimate)} | {_interval(estimate)} | "
                          f"{estimate.ess:,.0f} |")
-    logged = ["| logged policy (source) | impressions | click rate | " + level + " interval |",
+    logged = [f"| logged policy (source) | impressions | click rate | {level} interval |",
               "| --- | ---: | ---: | ---: |"]
     logged += [f"| {source} | {e.n:,} | {_rate(e.estimate)} | {_interval(e)} |" for source, e in result.logged.items()]
     candidates = ", ".join(f"{key or '(all)'}: {k}" for key, k in result.candidates.items())
@@ -63,3 +67,11 @@ def _interval(estimate: Estimate) -> str:
     if math.isnan(estimate.low):
         return "—"
     return f"[{estimate.low:.4%}, {estimate.high:.4%}]"
+
+
+def write_ope(result: OPEResult, out: Path) -> tuple[Path, Path]:
+    """Write ``ope.json`` and ``OPE.md`` into ``out`` (created if needed), each atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / OPE_JSON, ope_dict(result))
+    atomic_write_text(out / OPE_MD, ope_markdown(result))
+    return out / OPE_JSON, out / OPE_MD
