@@ -20,6 +20,12 @@ USER_ID: Final = "user_id"
 SHOW_ID: Final = "show_id"
 SHOW_STREAMS_30D: Final = "show_streams_30d"
 FORMAT: Final = "format"
+CAMPAIGN_ID: Final = "campaign_id"
+SLOT: Final = "slot"
+
+#: Optional column of logged-bandit logs: the logging policy's probability of the shown item at
+#: that impression (float64 in (0, 1], null = unknown). Only ``unitarget ope`` reads it.
+PROPENSITY: Final = "propensity"
 
 #: Ad formats of the ``format`` column; a task may learn from some of them only (``TaskSpec.formats``).
 AD_FORMATS: Final = ("audio", "video", "display")
@@ -85,9 +91,9 @@ STANDARD_FEATURES: Final[tuple[FeatureColumn, ...]] = (
     FeatureColumn("surface", Group.CONTEXT, Kind.CATEGORICAL),
     FeatureColumn("device", Group.CONTEXT, Kind.CATEGORICAL),
     FeatureColumn(FORMAT, Group.CREATIVE, Kind.CATEGORICAL),
-    FeatureColumn("campaign_id", Group.CREATIVE, Kind.CATEGORICAL),
+    FeatureColumn(CAMPAIGN_ID, Group.CREATIVE, Kind.CATEGORICAL),
     FeatureColumn("creative_id", Group.CREATIVE, Kind.CATEGORICAL),
-    FeatureColumn("slot", Group.CREATIVE, Kind.CATEGORICAL),
+    FeatureColumn(SLOT, Group.CREATIVE, Kind.CATEGORICAL),
     FeatureColumn("layout", Group.CREATIVE, Kind.CATEGORICAL),
 )
 

@@ -5,7 +5,8 @@ the first offending rows (0-based positions in the table as read) and how many r
 Checks run in this order, each vectorised with ``pyarrow.compute`` / numpy (no Python loop over
 rows): required columns present -> not empty -> Arrow types -> no nulls in id columns -> timestamps
 parse -> known sources -> labels in {0, 1, null} -> unique impression ids -> finite numbers (and
-equal vector lengths) -> non-negative counts.
+equal vector lengths) -> non-negative counts -> propensities in (0, 1] (only if the optional
+``propensity`` column is present; null = unknown).
 
 ``normalise_ts`` then gives ``ts`` one type, ``timestamp[us, tz=UTC]``, whatever it was stored as.
 """
@@ -25,6 +26,7 @@ from unitarget.contract import (
     DEFAULT_SOURCES,
     IMPRESSION_ID,
     LABELS,
+    PROPENSITY,
     REQUIRED_COLUMNS,
     REQUIRED_LABEL,
     SHOW_ID,
@@ -118,6 +120,10 @@ def validate_log(
         if name in present:
             column = table.column(name)
             _raise_rows(name, _mask(pc.less(column, 0)), "a negative value (it is a count)", column)
+    if PROPENSITY in present:
+        column = table.column(PROPENSITY)
+        outside = pc.or_(pc.less_equal(column, 0), pc.greater(column, 1))
+        _raise_rows(PROPENSITY, _mask(outside), "a propensity outside (0, 1]", column)
     features = [f.name for f in STANDARD_FEATURES]
     return ValidationReport(
         n_rows=table.num_rows,
@@ -177,6 +183,7 @@ def _check_present(table: pa.Table, require_labels: bool, declared: Sequence[str
 def _expected_kinds(extra_numeric: Sequence[str]) -> dict[str, str]:
     kinds = {IMPRESSION_ID: _STRING, TS: _TIMESTAMP, SOURCE: _STRING, USER_ID: _STRING, SHOW_ID: _STRING}
     kinds.update({label: _LABEL for label in LABELS})
+    kinds[PROPENSITY] = _NUMERIC
     for feature in STANDARD_FEATURES:
         kinds.setdefault(feature.name, _KIND_OF_FEATURE[feature.kind])
     for name in extra_numeric:
