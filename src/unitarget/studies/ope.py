@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -89,7 +90,7 @@ def off_policy_report(model_run: str | Path, log: str | Path | pa.Table, *, sour
         raise UnitargetError(f"the model has no head serving {contract.REQUIRED_LABEL!r} on {source!r}")
     rows, notes = evaluated_rows(table, source)
     sets = candidate_sets(rows, item_columns(trained.encoder.columns_))
-    notes += _propensity_notes(rows, sets)
+    notes += _propensity_notes(rows, sets) + _in_sample_notes(trained, rows)
     policies = [TargetPolicy(GREEDY, greedy_policy), TargetPolicy(UNIFORM, lambda s: uniform_policy(*s.shape))]
     if temperature is not None:
         policies.append(TargetPolicy(f"model, softmax (T={temperature:g})", partial(_softmax_of_logits,
@@ -182,6 +183,21 @@ def _propensity_notes(rows: pa.Table, sets: CandidateSets) -> list[str]:
             notes.append(f"{where}: propensity {logged:g} but {items.num_rows} candidate shows in the log "
                          f"(1/{items.num_rows} = {1.0 / items.num_rows:g})")
     return notes
+
+
+def _in_sample_notes(trained: TrainedModel, rows: pa.Table) -> list[str]:
+    """A warning when evaluated impressions are ones the model was fitted or selected on: a
+    policy scored on its own training clicks looks far better than it would be on new traffic."""
+    if trained.record is None:
+        return []
+    newest_seen = datetime.fromisoformat(trained.record.span.valid_range[1])
+    seen = int(pc.sum(pc.less_equal(rows.column(contract.TS), pa.scalar(newest_seen, rows.column(contract.TS).type)))
+               .as_py() or 0)
+    if seen == 0:
+        return []
+    return [f"{seen:,} of the {rows.num_rows:,} evaluated impressions are not newer than the model's training "
+            f"and validation data (up to {trained.record.span.valid_range[1]}): in-sample, so the model policy's "
+            f"estimates are optimistic; evaluate on newer days (e.g. the test split)"]
 
 
 def _observed(table: pa.Table) -> pa.Table:
