@@ -65,7 +65,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"tasks": unified_tasks(_P, _AP)},
     ),
     "logreg": (
-        "Logistic regression, 5 tasks (linear baseline)",
+        "Logistic regression, 5 tasks",
         {"tasks": unified_tasks(_P, _AP), "model": {"encoder": "linear", "cross": {"layers": 0}},
          "optim": {"weight_decay": LOGREG_L2}},
     ),
@@ -132,7 +132,7 @@ ABLATION_VARIANTS: tuple[Variant, ...] = (
               {"features": {"drop_groups": [g.value]}}) for g in Group),
     *(Variant(f"loss-{m}", f"unified, {label}", "unified", {"loss": {"method": m}})
       for m, label in (("uncertainty", "uncertainty weighting"), ("gradnorm", "GradNorm"), ("pcgrad", "PCGrad"))),
-    Variant(LINEAR_BASELINE, PRESETS[LINEAR_BASELINE][0], LINEAR_BASELINE),
+    Variant(LINEAR_BASELINE, f"{PRESETS[LINEAR_BASELINE][0]} (linear baseline)", LINEAR_BASELINE),
 )
 
 #: Variants the main job trains beside Table 1 to explain its result: run name -> variant. The
