@@ -63,7 +63,12 @@ def test_presets_select_data_and_scoring_heads(preset, sources, promo_task, ads_
 def test_unknown_preset_lists_the_choices():
     with pytest.raises(ConfigError, match="promo-baseline"):
         apply_preset(Config(), "nope")
-    assert len(PRESETS) == 5
+    assert len(PRESETS) == 6  # Table 1's five and the linear baseline
+
+
+def test_logreg_is_the_unified_setup_on_the_linear_model():
+    logreg, unified = apply_preset(Config(), "logreg"), apply_preset(Config(), "unified")
+    assert logreg.tasks == unified.tasks and logreg.model.encoder == "linear"
 
 
 def test_bf16_auto_follows_the_cpu_and_explicit_values_are_kept(monkeypatch):

@@ -14,6 +14,8 @@ def test_reproduce_writes_the_report_with_table1_and_charts(tmp_path, fast_confi
     for setup in ("Promo Stream head-only", "Ads Stream head-only", "Ads Stream + ANC heads", "Promo + Ads 5-task MTL"):
         assert setup in text
     assert "agrees**" in text or "disagrees**" in text
+    assert "(linear baseline) |" in text and "### Against the linear baseline" in text
+    assert "beats (" in text or "does not beat" in text
     assert "natural mix" in text
     for chart in ("tier_ap_ads_stream.png", "tier_ap_promotions_stream.png", "tier_gain_ads_stream.png"):
         assert (tmp_path / chart).read_bytes()[:4] == b"\x89PNG"
@@ -27,5 +29,6 @@ def test_full_mode_adds_the_ablations_and_reuses_the_table1_runs(tmp_path, fast_
     text = reproduce(tmp_path, params, config, full=True, seeds=1, log=messages.append).read_text()
     assert "## Ablations" in text and "learning_curve.png" in text
     reused = {m.split(":")[1].split()[0] for m in messages if "reuses the identical run" in m}
-    assert reused == {"promo-baseline", "promo-stream-only", "ads-stream-only", "ads-anc", "unified", "natural-mix"}
+    assert reused == {"promo-baseline", "promo-stream-only", "ads-stream-only", "ads-anc", "unified", "natural-mix",
+                      "logreg"}
     assert not any(m.startswith("seed 0: training unified") for m in messages)

@@ -102,11 +102,21 @@ class ExpertsConfig(_Strict):
     )
 
 
-class ModelConfig(_Strict):
-    """The network: the encoder (shared-bottom, MMoE, PLE or CAMoE), embedding width, shared MLP, task towers, dropout
-    and batch norm, plus the experts and cross-layer sections."""
+class LinearConfig(_Strict):
+    """The linear baseline (``encoder = "linear"``, models/linear.py): its hashed pairwise crosses."""
 
-    encoder: Literal["shared_bottom", "mmoe", "ple", "camoe"] = "shared_bottom"
+    cross_buckets: int = Field(2**18, ge=1, description="hash buckets shared by every pairwise cross")
+    crosses: tuple[tuple[str, str], ...] | None = Field(
+        None, description="pairs of categorical features to cross; None = every pair of them in the log"
+    )
+
+
+class ModelConfig(_Strict):
+    """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
+    ignores the other sizes), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
+    cross-layer and linear sections."""
+
+    encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
     embedding_dim: int = Field(16, ge=1)
     hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
     tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
@@ -114,10 +124,15 @@ class ModelConfig(_Strict):
     batch_norm: bool = True
     experts: ExpertsConfig = ExpertsConfig()
     cross: CrossConfig = CrossConfig()
+    linear: LinearConfig = LinearConfig()
 
     @model_validator(mode="after")
     def _experts_exist(self) -> "ModelConfig":
         e = self.experts
+        if self.encoder == "linear" and self.cross.layers > 0:
+            raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
+        if any(f == g for f, g in self.linear.crosses or ()):
+            raise ValueError("model.linear.crosses pairs a feature with itself")
         if self.encoder == "mmoe" and e.shared < 1:
             raise ValueError("encoder mmoe needs experts.shared >= 1")
         if self.encoder in ("ple", "camoe") and e.shared + e.specific < 1:
@@ -277,6 +292,11 @@ class Config(_Strict):
         group_names = set(self.model.experts.groups) | set(self.model.experts.modality.values())
         if any(not g or g.startswith("_") for g in group_names):
             raise ValueError("modality group names must be non-empty and not start with '_'")
+        categorical = {c.name for c in (*contract.STANDARD_FEATURES, *contract.DERIVED_TIME_FEATURES,
+                                        *self.features.extra) if c.kind is Kind.CATEGORICAL}
+        crossed = {f for pair in self.model.linear.crosses or () for f in pair}
+        if crossed - categorical:
+            raise ValueError(f"model.linear.crosses names non-categorical features {sorted(crossed - categorical)}")
         if self.model.encoder == "camoe" and self.model.experts.shared == 0:
             alone = [n for n in names if n not in self.task_groups()]
             if alone:

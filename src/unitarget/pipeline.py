@@ -162,6 +162,9 @@ def finetune(
     old heads' validation AP on ``data`` before and after (``old_heads_valid_ap``).
     """
     started = time.perf_counter()
+    if base.config.model.encoder == "linear":
+        raise UnitargetError("finetune adds a head to a deep model; a linear model's heads are columns of one weight "
+                             "table (models/linear.py): train a new logreg model with the extra task instead")
     if task.name in base.model.task_names:
         raise UnitargetError(f"the model already has a task {task.name!r}: {base.model.task_names}")
     if init_from is not None and init_from not in base.model.task_names:

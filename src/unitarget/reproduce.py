@@ -1,7 +1,8 @@
 """The main job: the paper's offline study (Table 1 and AP by tier) on the synthetic world.
 
-Generate the world -> hold out the newest days as the test split -> train each Table 1 setup on the
-same older days (each holds out its own newest days for early stopping) -> evaluate all setups on
+Generate the world -> hold out the newest days as the test split -> train each Table 1 setup and the
+linear baseline (``logreg``) on the same older days (each holds out its own newest days for early
+stopping) -> evaluate all setups on
 the same test rows -> simulate the online A/B test (Table 2) on the test days -> write ``REPORT.md``
 with the figures measured in this run.
 
@@ -26,7 +27,7 @@ from unitarget.experiments.ablation import ablation_sections
 from unitarget.experiments.simulation import run_paper_ab
 from unitarget.io import atomic_write_text, read_log
 from unitarget.pipeline import load_log
-from unitarget.presets import BASELINE_PRESET, DIAGNOSTICS, TABLE1_ORDER, Variant, apply_preset
+from unitarget.presets import BASELINE_PRESET, DIAGNOSTICS, LINEAR_BASELINE, TABLE1_ORDER, Variant, apply_preset
 from unitarget.reports.reproduction import ReproductionFacts, render_report
 from unitarget.simulation import SimulationResult
 from unitarget.studies.ablation import paper_variants
@@ -42,7 +43,7 @@ def reproduce(
     params: WorldParams,
     config: Config,
     *,
-    presets: Sequence[str] = TABLE1_ORDER,
+    presets: Sequence[str] = (*TABLE1_ORDER, LINEAR_BASELINE),
     diagnostics: Mapping[str, Variant] = DIAGNOSTICS,
     full: bool = False,
     seeds: int = 3,
@@ -50,7 +51,8 @@ def reproduce(
     log: Callable[[str], None] = lambda _: None,
 ) -> Path:
     """Run the main job into ``out`` and return the path of its ``REPORT.md``. ``diagnostics``
-    maps a run name to the variant trained under it beside the Table 1 ``presets``."""
+    maps a run name to the variant trained under it beside the Table 1 ``presets`` (the linear
+    baseline among them is reported as a reference row)."""
     started = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,6 +69,7 @@ def reproduce(
         diagnostics={k: v for k, v in runs.results.items() if k in diagnostics},
         training=runs.training,
         baseline=BASELINE_PRESET,
+        linear=LINEAR_BASELINE if LINEAR_BASELINE in presets else None,
         train_rows=train_rows,
         test_rows=test_rows,
         ab=ab,

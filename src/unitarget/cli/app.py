@@ -87,6 +87,7 @@ def load_command_config(config_file: Path | None, preset: str | None, seed: int 
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML or YAML configuration file")]
 PresetOption = Annotated[Optional[str], typer.Option(help="Table 1 setup: promo-baseline, promo-stream-only, "
-                                                          "ads-stream-only, ads-anc, unified")]
+                                                          "ads-stream-only, ads-anc, unified; or logreg, the "
+                                                          "linear baseline (unified tasks, logistic regression)")]
 
 

@@ -2,7 +2,8 @@
 
 embedder -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
 one tower g_ψt per task. ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
-literal dict; a variant swaps one argument.
+literal dict; a variant swaps one argument. ``encoder = "linear"`` composes the logistic-regression
+baseline from the same three roles (``models.linear``: weighted sums, one column per task, a bias).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.models.cross import CrossNetwork
 from unitarget.models.encoders import SharedBottom
 from unitarget.models.experts import camoe, mmoe, ple
-from unitarget.models.towers import Tower
+from unitarget.models.linear import LinearTerms, TaskColumns
+from unitarget.models.towers import BiasTower, Tower
 
 
 class MultiTaskModel(nn.Module):
     """embedder -> cross -> encoder -> one tower per task; ``forward`` gives logits (B, T) in task order."""
 
     def __init__(
-        self, embedder: FeatureEmbedder, encoder: nn.Module, towers: dict[str, Tower],
+        self, embedder: FeatureEmbedder | LinearTerms, encoder: nn.Module, towers: Mapping[str, Tower | BiasTower],
         cross: nn.Module | None = None,
     ) -> None:
         super().__init__()
@@ -94,7 +96,7 @@ def _encoder(
 ) -> nn.Module:
     """The encoder named by ``config.encoder``."""
     e, common = config.experts, {"batch_norm": config.batch_norm, "dropout": config.dropout}
-    encoders: dict[str, Callable[[], nn.Module]] = {
+    encoders: dict[str, Callable[[], nn.Module]] = {  # (linear has no encoder of its own: build_model)
         "shared_bottom": lambda: SharedBottom(input_dim, config.hidden, **common),
         "mmoe": lambda: mmoe(input_dim, tasks, experts=e.shared, hidden=e.hidden, **common),
         "ple": lambda: ple(input_dim, tasks, shared=e.shared, specific=e.specific, levels=e.levels,
@@ -110,6 +112,9 @@ def build_model(
 ) -> MultiTaskModel:
     """Compose the model ``config`` describes for ``tasks``; ``groups`` (task -> modality group,
     ``Config.task_groups()``) is read by the camoe encoder only."""
+    if config.encoder == "linear":
+        return MultiTaskModel(LinearTerms(layout, len(tasks), config.linear), TaskColumns(len(tasks)),
+                              {name: BiasTower() for name in tasks})
     embedder = FeatureEmbedder(layout, config.embedding_dim)
     cross = None
     if config.cross.layers > 0:

@@ -2,7 +2,8 @@
 
 Every sentence that judges agreement is computed from the measured figures, so the report says
 "disagrees" when the run disagrees; nothing here knows what the answer "should" be beyond the
-paper's own numbers.
+paper's own numbers. The linear baseline (``logreg``), when trained, is Table 1's last row and has
+its own head-by-head comparison; no verdict on the paper's claims reads it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, E
 from unitarget.presets import PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
 from unitarget.reports.format import format_relative, relative_change
-from unitarget.reports.table1 import table1_markdown
+from unitarget.reports.table1 import beats_linear_markdown, table1_markdown
 from unitarget.reports.table2 import reproduction_section
 from unitarget.simulation.result import SimulationResult
 
@@ -46,6 +47,7 @@ class ReproductionFacts:
     diagnostics: dict[str, EvaluationResult] = field(default_factory=dict)
     charts: dict[str, str] = field(default_factory=dict)
     ab: SimulationResult | None = None  # the online A/B test (Table 2), if it ran
+    linear: str | None = None  # the linear baseline's key in ``results``, if it was trained
 
 
 def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Sequence[str] = ()) -> str:
@@ -62,10 +64,11 @@ def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Seque
         "scores its ad stream head on ad impressions (a setup without that head uses the stream "
         "head it has, as the paper's Fig. 2A baseline serves ad cold-start). Oracle AP is the AP "
         "of the world's true probabilities on the same rows: the ceiling.",
-        table1_markdown(facts.results, facts.baseline, labels=labels, paper=PAPER_TABLE1),
+        table1_markdown(facts.results, facts.baseline, labels=labels, paper=PAPER_TABLE1, linear=facts.linear),
         _oracle_line(facts),
         "### Agreement with the paper",
         _verdicts(facts),
+        *_linear_section(facts, labels),
         _diagnostics(facts),
         "## AP by popularity tier",
         "Tier 0 holds the most streamed shows (≥ 1M streams in 30 days), tier 7 shows with none; "
@@ -120,7 +123,7 @@ def _verdicts(facts: ReproductionFacts) -> str:
     """One line per claim of the paper's Table 1, each judged on this run's figures."""
     change = {
         setup: tuple(relative_change(_ap(facts, setup, t), _ap(facts, facts.baseline, t)) for t, _ in CHANNELS)
-        for setup in facts.results
+        for setup in facts.results if setup != facts.linear  # a reference row, not one of the paper's setups
     }
     claims: list[tuple[str, bool | None]] = []
 
@@ -152,6 +155,13 @@ def _verdicts(facts: ReproductionFacts) -> str:
             f"world was not changed to force agreement; the diagnostics below look for the cause."
         )
     return "\n".join(lines)
+
+
+def _linear_section(facts: ReproductionFacts, labels: dict[str, str]) -> list[str]:
+    """The heading and head-by-head table of "does each setup beat logistic regression?", when it was trained."""
+    if facts.linear not in facts.results:
+        return []
+    return ["### Against the linear baseline", beats_linear_markdown(facts.results, facts.linear, labels)]
 
 
 def _diagnostics(facts: ReproductionFacts) -> str:

@@ -9,6 +9,8 @@ The sigmoid lives in the export wrapper, never in the model (models return logit
 inference path (one ``embedding_bag`` with per-sample weights) has no cheap ONNX form, so the
 wrapper swaps in ``_GatherEmbedder``: the same sums written as one gather, a weighted sum per bag
 and a concatenation. It shares the trained table; the parity check below is what proves the two agree.
+The linear baseline's ``LinearTerms`` is already written in such ops (a gather, integer multiply, add
+and remainder for the hashed crosses, a weighted sum), so it is exported as it is.
 """
 
 from __future__ import annotations
@@ -84,8 +86,8 @@ class ProbabilityModel(nn.Module):
 
     def __init__(self, model: MultiTaskModel) -> None:
         super().__init__()
-        self.model = MultiTaskModel(_GatherEmbedder(model.embedder), model.encoder, dict(model.towers),
-                                    model.cross)
+        embedder = _GatherEmbedder(model.embedder) if isinstance(model.embedder, FeatureEmbedder) else model.embedder
+        self.model = MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """(ids (B, C) int32, dense (B, D) float32) -> (B, T) probabilities σ(logits): the ONNX graph's one output."""
