@@ -73,7 +73,7 @@ def test_crosses_learn_an_interaction_that_one_hot_features_cannot(one_thread):
 def test_an_ad_impression_never_updates_promo_stream(tiny_log, fast_config, one_thread):
     config = merge(apply_preset(fast_config, "logreg"),
                    {"train": {"max_epochs": 1}, "model": {"linear": {"cross_buckets": 4096}}})
-    rows, _ = split_training_log(tiny_log, config)
+    rows = split_training_log(tiny_log, config).older
     encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(rows)
     batch = encoder.transform(rows)
     ads = (batch.targets.source == config.sources.index("ads")).unsqueeze(1)

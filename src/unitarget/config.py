@@ -10,26 +10,18 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from unitarget import contract
 from unitarget.contract import Group, Kind
 from unitarget.errors import ConfigError
+from unitarget.model_config import AdFormat, ModelConfig, Strict
 
 
-#: The contract's ad formats as a type, so a misspelt format fails validation naming the field.
-AdFormat = Literal["audio", "video", "display"]
-assert get_args(AdFormat) == contract.AD_FORMATS
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TaskSpec(_Strict):
+class TaskSpec(Strict):
     """One objective: a label column and the sources whose impressions may update it (m(s, t)).
 
     ``formats`` is CAMoE's adaptive loss mask: when set, only impressions whose ``format`` is one
@@ -54,7 +46,7 @@ DEFAULT_TASKS: tuple[TaskSpec, ...] = (
 )
 
 
-class ExtraFeature(_Strict):
+class ExtraFeature(Strict):
     """A column beyond the contract's standard ones, declared with its group and encoding."""
 
     name: str
@@ -62,7 +54,7 @@ class ExtraFeature(_Strict):
     kind: Kind
 
 
-class FeaturesConfig(_Strict):
+class FeaturesConfig(Strict):
     """Which columns become features and how they are encoded: the standard contract columns, extra ones, exclusions and
     dropped groups, the vocabulary ``min_count``, hashed id spaces and the bag length cap."""
 
@@ -78,69 +70,7 @@ class FeaturesConfig(_Strict):
     bag_max_len: int = Field(20, ge=1, description="list columns keep their first N items")
 
 
-class CrossConfig(_Strict):
-    """DCN-v2 cross layers on the embedded input, before the encoder (Wang et al. 2021)."""
-
-    layers: int = Field(0, ge=0, description="number of cross layers; 0 = none")
-    rank: int | None = Field(None, ge=1, description="low-rank W = U Vᵀ of this rank; None = full-rank W")
-
-
-class ExpertsConfig(_Strict):
-    """Mixture-of-experts encoders (mmoe, ple, camoe); shared_bottom ignores this section."""
-
-    hidden: tuple[int, ...] = Field((128, 64), min_length=1, description="each expert's MLP")
-    shared: int = Field(4, ge=0, description="experts every task's gate may read")
-    specific: int = Field(1, ge=0, description="experts owned by each task (ple) or modality group (camoe)")
-    levels: int = Field(1, ge=1, description="extraction levels of ple and camoe; 1 = CGC, 2+ = progressive")
-    modality: dict[AdFormat, str] = Field(
-        default_factory=lambda: {"audio": "audio", "video": "visual", "display": "visual"},
-        description="camoe: ad format -> modality group of the tasks restricted to that format",
-    )
-    groups: dict[str, tuple[str, ...]] = Field(
-        default_factory=dict,
-        description="camoe: modality group -> task names; empty = derive from the tasks' formats",
-    )
-
-
-class LinearConfig(_Strict):
-    """The linear baseline (``encoder = "linear"``, models/linear.py): its hashed pairwise crosses."""
-
-    cross_buckets: int = Field(2**18, ge=1, description="hash buckets shared by every pairwise cross")
-    crosses: tuple[tuple[str, str], ...] | None = Field(
-        None, description="pairs of categorical features to cross; None = every pair of them in the log"
-    )
-
-
-class ModelConfig(_Strict):
-    """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
-    ignores the other sizes), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
-    cross-layer and linear sections."""
-
-    encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
-    embedding_dim: int = Field(16, ge=1)
-    hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
-    tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    batch_norm: bool = True
-    experts: ExpertsConfig = ExpertsConfig()
-    cross: CrossConfig = CrossConfig()
-    linear: LinearConfig = LinearConfig()
-
-    @model_validator(mode="after")
-    def _experts_exist(self) -> "ModelConfig":
-        e = self.experts
-        if self.encoder == "linear" and self.cross.layers > 0:
-            raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
-        if any(f == g for f, g in self.linear.crosses or ()):
-            raise ValueError("model.linear.crosses pairs a feature with itself")
-        if self.encoder == "mmoe" and e.shared < 1:
-            raise ValueError("encoder mmoe needs experts.shared >= 1")
-        if self.encoder in ("ple", "camoe") and e.shared + e.specific < 1:
-            raise ValueError(f"encoder {self.encoder} needs experts.shared + experts.specific >= 1")
-        return self
-
-
-class SamplingConfig(_Strict):
+class SamplingConfig(Strict):
     """How mini-batches mix the sources: source-balanced with these shares (paper, section 3.3) or the natural mix of
     the log."""
 
@@ -151,14 +81,14 @@ class SamplingConfig(_Strict):
     )
 
 
-class LossConfig(_Strict):
+class LossConfig(Strict):
     """How per-task losses are combined (training/balancing.py); λ_t comes from each TaskSpec."""
 
     method: Literal["static", "uncertainty", "gradnorm", "pcgrad"] = "static"
     gradnorm_alpha: float = Field(1.5, ge=0, description="GradNorm's restoring-force exponent α")
 
 
-class OptimConfig(_Strict):
+class OptimConfig(Strict):
     """Adam's learning rate and weight decay, and the schedule: linear warm-up (capped at a third of the run), then
     cosine decay to ``min_lr_ratio`` of the peak or a constant rate."""
 
@@ -180,7 +110,7 @@ def native_bf16() -> bool:
     return any(probe() for probe in probes if probe is not None)
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
     bf16 autocast and the inference slice size."""
 
@@ -201,7 +131,7 @@ class TrainConfig(_Strict):
         return native_bf16() if self.bf16 == "auto" else bool(self.bf16)
 
 
-class EvaluationConfig(_Strict):
+class EvaluationConfig(Strict):
     """Which task scores each channel's stream: the paper's Promotions AP and Ads AP."""
 
     stream_task_for: dict[str, str] = Field(
@@ -213,7 +143,7 @@ class EvaluationConfig(_Strict):
     )
 
 
-class SimulateConfig(_Strict):
+class SimulateConfig(Strict):
     """The online budget-split A/B simulation (``unitarget simulate``, simulation/).
 
     Markets are independent replications (own users and campaigns) that give the confidence
@@ -250,7 +180,7 @@ class SimulateConfig(_Strict):
         return self
 
 
-class Config(_Strict):
+class Config(Strict):
     """One whole experiment: sources, tasks and every section; validated as a whole, so tasks, sampling ratios,
     selection task and modality groups only name sources and tasks that exist."""
 

@@ -34,7 +34,7 @@ from itertools import combinations
 import torch
 from torch import nn
 
-from unitarget.config import LinearConfig
+from unitarget.model_config import LinearConfig
 from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from unitarget.config import ModelConfig
+from unitarget.model_config import ModelConfig
 from unitarget.data.batch import Features
 from unitarget.data.features import FeatureLayout
 from unitarget.models.embeddings import FeatureEmbedder

@@ -1,0 +1,82 @@
+"""The ``model`` section of the configuration: the network's shape, its encoder and its optional
+cross layers, experts and linear baseline (``config.Config`` holds it as ``model``)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unitarget import contract
+
+#: The contract's ad formats as a type, so a misspelt format fails validation naming the field.
+AdFormat = Literal["audio", "video", "display"]
+assert get_args(AdFormat) == contract.AD_FORMATS
+
+
+class Strict(BaseModel):
+    """A configuration section: unknown keys rejected, values frozen once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CrossConfig(Strict):
+    """DCN-v2 cross layers on the embedded input, before the encoder (Wang et al. 2021)."""
+
+    layers: int = Field(0, ge=0, description="number of cross layers; 0 = none")
+    rank: int | None = Field(None, ge=1, description="low-rank W = U Vᵀ of this rank; None = full-rank W")
+
+
+class ExpertsConfig(Strict):
+    """Mixture-of-experts encoders (mmoe, ple, camoe); shared_bottom ignores this section."""
+
+    hidden: tuple[int, ...] = Field((128, 64), min_length=1, description="each expert's MLP")
+    shared: int = Field(4, ge=0, description="experts every task's gate may read")
+    specific: int = Field(1, ge=0, description="experts owned by each task (ple) or modality group (camoe)")
+    levels: int = Field(1, ge=1, description="extraction levels of ple and camoe; 1 = CGC, 2+ = progressive")
+    modality: dict[AdFormat, str] = Field(
+        default_factory=lambda: {"audio": "audio", "video": "visual", "display": "visual"},
+        description="camoe: ad format -> modality group of the tasks restricted to that format",
+    )
+    groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="camoe: modality group -> task names; empty = derive from the tasks' formats",
+    )
+
+
+class LinearConfig(Strict):
+    """The linear baseline (``encoder = "linear"``, models/linear.py): its hashed pairwise crosses."""
+
+    cross_buckets: int = Field(2**18, ge=1, description="hash buckets shared by every pairwise cross")
+    crosses: tuple[tuple[str, str], ...] | None = Field(
+        None, description="pairs of categorical features to cross; None = every pair of them in the log"
+    )
+
+
+class ModelConfig(Strict):
+    """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
+    ignores the other sizes), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
+    cross-layer and linear sections."""
+
+    encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
+    embedding_dim: int = Field(16, ge=1)
+    hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
+    tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    batch_norm: bool = True
+    experts: ExpertsConfig = ExpertsConfig()
+    cross: CrossConfig = CrossConfig()
+    linear: LinearConfig = LinearConfig()
+
+    @model_validator(mode="after")
+    def _experts_exist(self) -> "ModelConfig":
+        e = self.experts
+        if self.encoder == "linear" and self.cross.layers > 0:
+            raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
+        if any(f == g for f, g in self.linear.crosses or ()):
+            raise ValueError("model.linear.crosses pairs a feature with itself")
+        if self.encoder == "mmoe" and e.shared < 1:
+            raise ValueError("encoder mmoe needs experts.shared >= 1")
+        if self.encoder in ("ple", "camoe") and e.shared + e.specific < 1:
+            raise ValueError(f"encoder {self.encoder} needs experts.shared + experts.specific >= 1")
+        return self
