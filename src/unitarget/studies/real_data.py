@@ -45,6 +45,7 @@ class RealDataResult:
     scores: dict[str, dict[str, ScoredTarget]] = field(default_factory=dict)  # setup -> target -> score
     split: dict[str, Any] = field(default_factory=dict)
     runs: dict[str, Path] = field(default_factory=dict)
+    test_rows: pa.Table | None = None  # the newest rows every setup was scored on (for off-policy estimates)
 
     def to_dict(self) -> dict[str, Any]:
         """For ``real_data.json``."""
@@ -88,7 +89,7 @@ def run_real_data_study(data: str | Path | pa.Table, out: Path, config: Config, 
                                 setting="evaluation.test_days")
     result = RealDataResult(dataset, list(setups), split={
         "train_rows": testing.older.num_rows, "test_rows": testing.newest.num_rows, **testing.to_dict(),
-        "test_rows_by_source": _rows_by_source(testing.newest)})
+        "test_rows_by_source": _rows_by_source(testing.newest)}, test_rows=testing.newest)
     for name in setups:
         setup_config = apply_preset(config, name)
         run_dir = out / "runs" / name
