@@ -134,3 +134,29 @@ def test_linear_configuration_is_validated():
         merge(Config(), {"model": {"linear": {"crosses": [["user_id", "show_topics"]]}}})
     with pytest.raises(ConfigError, match="itself"):
         merge(Config(), {"model": {"linear": {"crosses": [["user_id", "user_id"]]}}})
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_training_lookup_gives_the_inference_sums_and_the_plain_gradient(sparse):
+    from tests.helpers import tiny_batch, tiny_layout
+    from unitarget.model_config import LinearConfig
+    from unitarget.models.linear import LinearTerms
+
+    layout = tiny_layout()
+    terms = LinearTerms(layout, 3, LinearConfig(cross_buckets=64))
+    torch.nn.init.normal_(terms.table.weight)
+    terms.sparse_grad = sparse
+    features = tiny_batch(layout, [0] * 7).features
+    with torch.no_grad():
+        expected = terms(features.ids, features.dense)
+    fused = terms(features.ids, features.dense)
+    assert torch.allclose(fused, expected, atol=1e-6)
+    fused.square().sum().backward()
+    grad = terms.table.weight.grad
+    table = terms.table.weight.detach().clone().requires_grad_()
+    plain = torch.nn.functional.embedding(terms.rows(features.ids), table)
+    (plain * terms.row_weights(features.ids).unsqueeze(-1)).sum(1).add(features.dense @ terms.dense.detach()) \
+        .square().sum().backward()
+    reference = table.grad
+    reference[0] = 0  # the padding row is never updated
+    assert torch.allclose(grad.to_dense() if sparse else grad, reference, atol=1e-5)

@@ -57,6 +57,15 @@ def _touched_rows(weight_grad: torch.Tensor, flat: torch.Tensor, rows: int) -> t
                                    is_coalesced=True, check_invariants=False)
 
 
+def pooled_lookup(weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor, slot: torch.Tensor,
+                  n_single: int, bag_slices: list[tuple[int, int]], sparse_grad: bool = False) -> torch.Tensor:
+    """(B, K, dim): the first ``n_single`` columns of ``ids`` each their own slot, then each bag of
+    ``bag_slices`` summed with ``token_weight``; the backward is one scatter into the table (a
+    row-sparse gradient with ``sparse_grad``). The embedder and the linear baseline both read
+    their tables through it."""
+    return _PooledLookup.apply(weight, ids, token_weight, slot, n_single, bag_slices, sparse_grad)
+
+
 class FeatureEmbedder(nn.Module):
     """(ids (B, C), dense (B, D)) -> (B, (n_categorical + n_bags)·dim + D).
 
@@ -102,10 +111,8 @@ class FeatureEmbedder(nn.Module):
         autograd is on this is the fused lookup (one-scatter backward); under no_grad one ``embedding_bag`` call."""
         if not torch.is_grad_enabled():
             return torch.cat([self._pooled_for_inference(ids), dense], dim=1)
-        pooled = _PooledLookup.apply(
-            self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical, self.bag_slices,
-            self.sparse_grad,
-        )
+        pooled = pooled_lookup(self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical,
+                               self.bag_slices, self.sparse_grad)
         return torch.cat([pooled.flatten(1), dense], dim=1)
 
     def _pooled_for_inference(self, ids: torch.Tensor) -> torch.Tensor:

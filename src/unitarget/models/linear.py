@@ -37,6 +37,7 @@ from torch import nn
 from unitarget.model_config import LinearConfig
 from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
+from unitarget.models.embeddings import pooled_lookup
 
 #: Odd multipliers of the cross hash h(a, b) = (a·P + b·Q) mod K; a·P + b·Q stays far below 2^63 for any table.
 _P, _Q = 1_000_003, 998_244_353
@@ -65,32 +66,47 @@ class LinearTerms(nn.Module):
         self.register_buffer("right", torch.tensor([k for _, k in pairs], dtype=torch.int64), persistent=False)
         self.n_categorical = layout.n_categorical
         self.bag_slices = [(start, stop) for _, start, stop in layout.bags]
+        # the fused lookup's view of ``rows``: categorical ids and crosses are single rows, then the bags
+        self.n_singles = layout.n_categorical + len(pairs)
+        self.row_bags = [(start + len(pairs), stop + len(pairs)) for start, stop in self.bag_slices]
+        slot = list(range(self.n_singles))
+        for k, (start, stop) in enumerate(self.row_bags):
+            slot += [self.n_singles + k] * (stop - start)
+        self.register_buffer("slot", torch.tensor(slot, dtype=torch.int64), persistent=False)
+        self.sparse_grad = False  # set by training.setup, as the embedder's
         self.cross_offset = layout.table_rows
         self.buckets = config.cross_buckets
         self.output_dim = n_tasks
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
-        """(B, C + P) rows of the weight table each impression reads: its encoded ids, then one hashed row per cross."""
+        """(B, C + P) rows of the weight table each impression reads: its categorical ids, one hashed row per cross,
+        then its bag tokens (single rows first, as the fused lookup takes them)."""
         ids = ids.long()
         a, b = ids.index_select(1, self.left), ids.index_select(1, self.right)
         crossed = torch.remainder(a * _P + b * _Q, self.buckets) + self.cross_offset  # (B, P)
-        return torch.cat([ids, crossed], dim=1)
+        return torch.cat([ids[:, : self.n_categorical], crossed, ids[:, self.n_categorical:]], dim=1)
 
     def row_weights(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, C + P) weight of each row read: 1 for a categorical id (an unknown id reads its OOV row) and a cross,
         1/len(bag) for a bag token, 0 for padding, so a bag adds the mean of its tokens' weights."""
         batch = ids.shape[0]
-        parts = [torch.ones(batch, self.n_categorical, device=ids.device)]
+        parts = [torch.ones(batch, self.n_singles, device=ids.device)]
         for start, stop in self.bag_slices:
             present = (ids[:, start:stop] != PADDING_ROW).float()
             parts.append(present / present.sum(1, keepdim=True).clamp(min=1.0))
-        parts.append(torch.ones(batch, self.left.shape[0], device=ids.device))
         return torch.cat(parts, dim=1)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """(ids (B, C), dense (B, D)) -> (B, T) weighted sums per task (the bias is each task's ``BiasTower``)."""
-        weights = self.table(self.rows(ids))  # (B, C + P, T)
-        summed = (weights * self.row_weights(ids).unsqueeze(-1)).sum(1)  # (B, T)
+        """(ids (B, C), dense (B, D)) -> (B, T) weighted sums per task (the bias is each task's ``BiasTower``).
+        Training goes through the embedder's fused lookup (``embeddings.pooled_lookup``: one scatter in the backward,
+        row-sparse gradients under ``optim.embedding_updates = "lazy"``); inference and export read the table with
+        a plain gather, the same sums."""
+        rows, weights = self.rows(ids), self.row_weights(ids)
+        if torch.is_grad_enabled():
+            summed = pooled_lookup(self.table.weight, rows, weights, self.slot, self.n_singles, self.row_bags,
+                                   self.sparse_grad).sum(1)
+        else:
+            summed = (self.table(rows) * weights.unsqueeze(-1)).sum(1)  # (B, T)
         return summed + dense.float() @ self.dense
 
 
