@@ -20,6 +20,7 @@ moves again.
 from __future__ import annotations
 
 import gc
+import logging
 import re
 import threading
 import time
@@ -30,6 +31,8 @@ from pathlib import Path
 from unitarget.errors import UnitargetError
 from unitarget.serving import pointer as vp
 from unitarget.serving.runtime import ExportedModel, load_exported
+
+logger = logging.getLogger("unitarget.serving")
 
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -95,10 +98,13 @@ class ModelRegistry:
             if found is not None:
                 self.generation, self.pointed = found.generation, found.version
                 return model
-            with vp.exclusive(self.models_dir, wait=True):
-                if vp.read_pointer(self.models_dir) is None:
-                    written = vp.write_pointer(self.models_dir, model.version, 1)
-                    self.generation, self.pointed = written.generation, written.version
+            try:
+                with vp.exclusive(self.models_dir, wait=True):
+                    if vp.read_pointer(self.models_dir) is None:
+                        written = vp.write_pointer(self.models_dir, model.version, 1)
+                        self.generation, self.pointed = written.generation, written.version
+            except UnitargetError as err:  # a read-only models directory: serve, but reloads will say why they fail
+                logger.warning("serving %s without a version pointer: %s", model.version, err)
             return model
 
     def load(self, version: str) -> ExportedModel:
