@@ -56,6 +56,14 @@ def exported_model(root: Path, log: Path) -> Exported:
     return Exported(root / "run", root / "models", (root / "export_output.txt").read_text())
 
 
+def models_copy(exported: Exported, root: Path, versions: tuple[str, ...] = ("v1", "v2")) -> Path:
+    """A models directory of its own (copies of ``versions``): its version pointer is this test's alone."""
+    models = root / "models"
+    for version in versions:
+        shutil.copytree(exported.models / version, models / version)
+    return models
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import shutil
 import signal
 import socket
@@ -27,7 +28,7 @@ from schemathesis.generation import GenerationMode
 
 from typer.testing import CliRunner
 
-from tests.serving_fixtures import Exported, LiveServer, exported_model, free_port
+from tests.serving_fixtures import Exported, LiveServer, exported_model, free_port, models_copy
 from unitarget.cli import app as cli
 from unitarget.pipeline import load_model
 from unitarget.serving.app import create_app
@@ -144,7 +145,8 @@ def test_metrics_count_requests_latency_and_model(http, body):
     text = http.get("/metrics").text
     assert 'unitarget_requests_total{endpoint="/v1/score",status="200"}' in text
     assert 'unitarget_request_seconds_bucket{endpoint="/v1/score",le="+Inf"}' in text
-    assert 'unitarget_model_info{version="v1"} 1' in text
+    assert re.search(r'unitarget_model_info\{pid="\d+",version="v1"\} 1', text)
+    assert "unitarget_model_in_sync 1.0" in text and "unitarget_batch_requests_count" in text
 
 
 # ---------------------------------------------------------------------------- bad requests
@@ -284,7 +286,9 @@ def test_reload_under_traffic_drops_no_request_then_rolls_back(http, body, serve
         during = len(statuses)
         reload = http.post("/v1/reload", json={"version": "v2"})
         assert reload.status_code == 200, reload.text
-        assert reload.json() == {"current": "v2", "previous": "v1", "manifest": None}
+        answer = reload.json()
+        assert (answer["current"], answer["previous"], answer["pointed"], answer["in_sync"]) == ("v2", "v1", "v2", True)
+        assert answer["others_follow_within_s"] > 0 and answer["follow_error"] is None
         assert len(statuses) > during  # traffic was answered while v2 loaded and switched in
         assert http.post("/v1/score", json=body).json()["model_version"] == "v2"
         after_more_requests()
@@ -314,9 +318,10 @@ def test_reload_accepts_only_version_names_inside_the_models_directory(http, ver
     assert http.get("/v1/model").json()["current"] == "v1"
 
 
-def test_a_server_whose_first_model_fails_is_alive_not_ready_until_a_good_reload(exported, body):
-    _damaged_version(exported.models, "bad-start")
-    live = LiveServer(create_app(ServiceSettings.for_model(exported.models / "bad-start"))).start()
+def test_a_server_whose_first_model_fails_is_alive_not_ready_until_a_good_reload(exported, body, tmp_path):
+    models = models_copy(exported, tmp_path, ("v1",))
+    _damaged_version(models, "bad-start")
+    live = LiveServer(create_app(ServiceSettings.for_model(models / "bad-start"))).start()
     try:
         with httpx.Client(base_url=live.url) as client:
             assert client.get("/healthz").status_code == 200
@@ -331,16 +336,18 @@ def test_a_server_whose_first_model_fails_is_alive_not_ready_until_a_good_reload
         live.stop()
 
 
-def test_cli_serve_refuses_a_damaged_export_before_listening(exported):
-    _damaged_version(exported.models, "cli-broken")
-    result = CliRunner().invoke(cli, ["serve", "--model", str(exported.models / "cli-broken"), "--port", "1"])
+def test_cli_serve_refuses_a_damaged_export_before_listening(exported, tmp_path):
+    models = models_copy(exported, tmp_path, ("v1",))
+    _damaged_version(models, "cli-broken")
+    result = CliRunner().invoke(cli, ["serve", "--model", str(models / "cli-broken"), "--port", "1"])
     assert result.exit_code == 2 and "truncated" in result.output
 
 
-def test_serve_with_two_workers_answers_on_one_port_and_stops_on_sigterm(exported, body):
+def test_serve_with_two_workers_answers_on_one_port_and_stops_on_sigterm(exported, body, tmp_path):
     """The real command: two worker processes with their own SO_REUSEPORT sockets, a supervisor."""
     port = free_port()
-    command = [sys.executable, "-m", "unitarget.cli", "serve", "--model", str(exported.v1), "--port", str(port),
+    models = models_copy(exported, tmp_path, ("v1",))
+    command = [sys.executable, "-m", "unitarget.cli", "serve", "--model", str(models / "v1"), "--port", str(port),
                "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

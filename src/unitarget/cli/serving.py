@@ -29,27 +29,40 @@ def export(
 @app.command()
 @user_errors
 def serve(
-    model: Annotated[Path, typer.Option(help="export directory (from `unitarget export`) to serve first")],
+    model: Annotated[Path, typer.Option(help="export directory (from `unitarget export`) to serve first, where the "
+                                             "models directory has no version pointer yet (else the pointed "
+                                             "version is served: the last reload survives a restart)")],
     models_dir: Annotated[Optional[Path], typer.Option(help="directory of versions /v1/reload may switch "
                                                             "to (default: the parent of --model)")] = None,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: int = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="processes, each with its own model copy")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="processes, each with its own model copy; a reload reaches "
+                                                     "all of them through the version pointer")] = 1,
     threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime intra-op threads per inference")] = 1,
     max_candidates: Annotated[int, typer.Option(min=1, help="candidates per request (more -> 413)")] = 1_000,
     max_body_mb: Annotated[float, typer.Option(help="request body limit in MiB (more -> 413)")] = 1.0,
     max_in_flight: Annotated[int, typer.Option(min=1, help="scoring requests at once (more -> 503)")] = 64,
+    batch_window_ms: Annotated[float, typer.Option(min=0, max=100, help="longest a request waits for others in "
+                                                   "flight to share one ONNX Runtime call (0: no batching)")] = 1.0,
+    batch_max_rows: Annotated[int, typer.Option(min=1, help="candidate rows per batched call at most")] = 4096,
     access_log: Annotated[bool, typer.Option(help="log every request")] = False,
 ) -> None:
     """Serve an exported model over HTTP (FastAPI + uvicorn, ONNX Runtime)."""
     from unitarget.serving.app import serve as run_service
+    from unitarget.serving.pointer import read_pointer
     from unitarget.serving.runtime import load_exported
     from unitarget.serving.settings import ServiceSettings
 
     settings = ServiceSettings.for_model(model, models_dir, threads=threads, max_candidates=max_candidates,
-                                         max_body_bytes=int(max_body_mb * 1024 * 1024), max_in_flight=max_in_flight)
-    load_exported(model, threads=threads)  # a damaged export stops here with a clear message
-    console.print(f"serving {model} on http://{host}:{port} (OpenAPI: /openapi.json, docs: /docs)")
+                                         max_body_bytes=int(max_body_mb * 1024 * 1024), max_in_flight=max_in_flight,
+                                         batch_window_ms=batch_window_ms, batch_max_rows=batch_max_rows)
+    pointed = read_pointer(settings.models_dir)
+    first = settings.models_dir / pointed.version if pointed else model
+    if pointed and pointed.version != settings.version:
+        console.print(f"the version pointer of {settings.models_dir} names {pointed.version}: serving it, "
+                      f"not {model.name} (POST /v1/reload to switch)")
+    load_exported(first, threads=threads)  # a damaged export stops here with a clear message
+    console.print(f"serving {first} on http://{host}:{port} (OpenAPI: /openapi.json, docs: /docs)")
     run_service(settings, host=host, port=port, workers=workers, access_log=access_log)
 
 

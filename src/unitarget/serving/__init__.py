@@ -9,7 +9,9 @@
                    and the reference the request encoder is tested against)
     schemas.py     pydantic request and response bodies (strict: unknown keys and NaN rejected)
     service.py     scoring and ranking one request, minus HTTP
-    registry.py    model versions inside one models directory: load, reload, rollback
+    registry.py    model versions inside one models directory: load, reload, rollback, follow
+    pointer.py     the version pointer every worker follows (atomic file + writer lock)
+    batching.py    dynamic batching: concurrent requests share one ONNX Runtime call
     app.py         the FastAPI app factory and ``serve``; routes.py, middleware.py (the guard),
                    metrics.py (Prometheus), settings.py, workers.py (SO_REUSEPORT processes)
     audience.py    every user of a table scored for one campaign, streamed in chunks

@@ -2,8 +2,10 @@
 
 ``create_app(settings)`` builds one app: the model is loaded in ``lifespan`` (not at import), so
 ``/healthz`` answers at once and ``/readyz`` turns 200 only after the load, its checks and a
-warm-up inference passed. If the first load fails the app still starts, not ready, and a
-``/v1/reload`` of a good version makes it ready.
+warm-up inference passed. The version loaded is the one the models directory's version pointer
+names (``pointer.py``), or ``settings.version`` where there is no pointer yet. If the first load
+fails the app still starts, not ready, and a ``/v1/reload`` of a good version makes it ready.
+A background task keeps the worker on the pointed version (``_follow_pointer``).
 
 Bad input never reaches the model and never yields a 500: malformed JSON -> 400; a missing field,
 a wrong type, NaN or an unknown key -> 422 naming the field; too many candidates or too large a
@@ -12,6 +14,7 @@ body -> 413; a body that is not JSON -> 415.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import socket
@@ -26,10 +29,11 @@ from starlette.concurrency import run_in_threadpool
 
 import unitarget
 from unitarget.errors import UnitargetError
-from unitarget.serving import registry as reg
+from unitarget.serving import pointer as vp, registry as reg
+from unitarget.serving.batching import Batcher
 from unitarget.serving.metrics import Metrics
 from unitarget.serving.middleware import Guard
-from unitarget.serving.routes import operations, scoring
+from unitarget.serving.routes import Serving, operations, scoring
 from unitarget.serving.service import RequestError
 from unitarget.serving.settings import ServiceSettings
 from unitarget.serving.workers import supervise
@@ -46,29 +50,60 @@ def create_app(settings: ServiceSettings, registry: reg.ModelRegistry | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        registry = app.state.registry
+        registry = app.state.serving.registry
         if registry.current is None:
             try:
-                await run_in_threadpool(registry.load, settings.version)
-                logger.info("serving model version %s", settings.version)
+                model = await run_in_threadpool(registry.start, settings.version)
+                logger.info("serving model version %s", model.version)
             except UnitargetError as err:  # start anyway, not ready: a reload can fix it
-                logger.error("model version %s did not load: %s", settings.version, err)
-        yield
+                logger.error("model version %s did not load: %s", registry.pointed or settings.version, err)
+        watcher = asyncio.create_task(_follow_pointer(registry, metrics, settings.pointer_poll_s))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            batcher.close()
 
     app = FastAPI(title="unitarget scoring service", version=unitarget.__version__, lifespan=lifespan,
                   description="Per-task probabilities and rankings of ad and promotion candidates.")
-    app.state.settings = settings
-    app.state.registry = registry or reg.ModelRegistry(settings.models_dir, threads=settings.threads,
-                                                       check_parity=settings.check_parity)
     metrics = Metrics([*SCORING_PATHS, "/healthz", "/readyz", "/metrics", "/v1/model", "/v1/reload",
                        "/v1/rollback", "/openapi.json", "/docs"])
-    app.state.metrics = metrics
+    batcher = Batcher(window_s=settings.batch_window_ms / 1000, max_rows=settings.batch_max_rows,
+                      in_flight=lambda: metrics.in_flight, observe=metrics.count_batch)
+    registry = registry or reg.ModelRegistry(settings.models_dir, threads=settings.threads,
+                                             check_parity=settings.check_parity)
+    app.state.serving = Serving(registry, settings, metrics, batcher)
     app.include_router(scoring)
     app.include_router(operations)
     _add_error_handlers(app)
     app.add_middleware(Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        max_in_flight=settings.max_in_flight, limited_paths=SCORING_PATHS)
     return app
+
+
+async def _follow_pointer(registry: reg.ModelRegistry, metrics: Metrics, interval: float) -> None:
+    """Every ``interval`` seconds, one ``stat`` of the version pointer; when it moved (or the last attempt found a
+    switch running here), follow it on a thread, off the event loop. Polling costs nothing per request and reaches
+    idle workers too; the poll adds at most ``interval`` to a follow that then loads and checks the version."""
+    seen: tuple[int, int, int] | None = None
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            key = vp.stat_key(registry.models_dir)
+            if key == seen:
+                continue
+            outcome = await asyncio.to_thread(registry.follow)
+        except Exception:  # the watcher must outlive any one failure; the next tick tries again
+            logger.exception("following the version pointer failed")
+            continue
+        if outcome != "busy":
+            seen = key
+        if outcome == "switched":
+            logger.info("following the version pointer: now serving %s", registry.pointed)
+        elif outcome == "failed":
+            metrics.follow_failures.inc()
+            logger.error("cannot serve the pointed version %s, still serving %s: %s", registry.pointed,
+                         registry.current.version if registry.current else None, registry.follow_error)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -116,8 +151,9 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
     """Run the service with uvicorn until interrupted; ``workers`` > 1 runs that many processes,
     each with its own ``SO_REUSEPORT`` socket on the port (``workers.py`` says why).
 
-    Each worker holds its own model and counters: ``/v1/reload`` reaches the one worker that answers
-    it, so with several workers deploy a version by restarting (or reload each worker).
+    Each worker holds its own model, batcher and counters. A ``/v1/reload`` or ``/v1/rollback`` runs
+    in the worker that receives it, which then moves the models directory's version pointer; every
+    other worker follows within ``pointer_poll_s`` plus its own load (``registry.py``).
     """
     if workers == 1:
         import uvicorn

@@ -120,12 +120,24 @@ def parity_difference(trained: TrainedModel, run_graph: Callable[[np.ndarray, np
 
 
 def onnx_runner(onnx_bytes: bytes, threads: int = 1) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """An ONNX Runtime session over ``onnx_bytes`` as a function of (ids, dense)."""
+    """An ONNX Runtime session over ``onnx_bytes`` as a function of (ids, dense).
+
+    The options are set, not left to defaults that depend on the machine: ``threads`` intra-op
+    threads (1 by default: a service runs one worker process per core, and ORT's default of one
+    thread per core would make the workers fight over the cores); one inter-op thread and
+    ``ORT_SEQUENTIAL`` (the graph is a chain of MLPs, there are no parallel branches worth a pool);
+    every graph optimisation (``ORT_ENABLE_ALL``: fusions, constant folding, layout changes, done
+    once at load); and no spin-waiting of idle intra-op threads, which would burn the core the
+    other worker or the event loop needs (it only matters with ``threads`` > 1).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])

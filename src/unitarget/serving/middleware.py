@@ -1,6 +1,7 @@
 """The guard in front of every request: cheap refusals before any parsing, and the metrics.
 
-A plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task per request). In order:
+A plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task and a response copy per
+request). In order:
 
 1. ``Content-Length`` above the limit -> 413 before a byte of the body is read; a body sent
    without a length (chunked) is cut off with a 413 as soon as it passes the limit;
@@ -9,7 +10,9 @@ A plain ASGI middleware (Starlette's ``BaseHTTPMiddleware`` costs a task per req
    at once: a client retrying elsewhere beats one queued past its auction deadline. Probes,
    metrics and admin calls are never refused, so an overloaded server still reports itself.
 
-Every request, refused or served, is counted and timed for ``/metrics``.
+Every request, refused or served, is counted and timed for ``/metrics``. Only scoring requests count
+as in flight (``Metrics.in_flight``): the overload limit and the batcher's wait read it, and a
+burst of probes or scrapes must neither refuse scoring nor make the batcher wait for them.
 """
 
 from __future__ import annotations
@@ -55,6 +58,9 @@ class Guard:
                 code, reason, detail, headers = refusal
                 self.metrics.reject(reason)
                 await _send_json(send_and_note, code, detail, headers)
+                return
+            if scope["path"] not in self.limited_paths:  # probes, metrics, admin: not scoring work in flight
+                await self.app(scope, self._limited(receive), send_and_note)
                 return
             self.metrics.in_flight += 1
             try:

@@ -60,13 +60,18 @@ class ExportedModel:
         """Task names from the manifest, in the order of the graph's probability columns."""
         return tuple(self.manifest["tasks"])
 
+    def encode_request(self, user: User, context: Context, candidates: Sequence[Candidate],
+                       now: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """(ids, dense, OOV flags per field) of one request, through the request encoder
+        (``encoding.RequestEncoder``: the same ids as ``score`` on the request's table, without
+        building one); the service batches the graph call of several requests (``batching``)."""
+        ts = context.ts or now or datetime.now(timezone.utc)
+        return self.request_encoder.encode(user, context, candidates, ts)
+
     def score_request(self, user: User, context: Context, candidates: Sequence[Candidate],
                       now: datetime | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(probabilities (N, T) float32, OOV flags per field) of one request, through the
-        request encoder (``encoding.RequestEncoder``: the same ids as ``score`` on the request's
-        table, without building one)."""
-        ts = context.ts or now or datetime.now(timezone.utc)
-        ids, dense, flags = self.request_encoder.encode(user, context, candidates, ts)
+        """(probabilities (N, T) float32, OOV flags per field) of one request scored alone."""
+        ids, dense, flags = self.encode_request(user, context, candidates, now)
         return self.run_graph(ids, dense), flags
 
     def score(self, table: pa.Table) -> np.ndarray:

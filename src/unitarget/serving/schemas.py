@@ -174,11 +174,21 @@ class RankResponse(BaseModel):
 
 
 class ModelVersions(BaseModel):
-    """The versions serving now and before (the rollback target) and the current version's manifest."""
+    """The versions the answering worker serves now and before (the rollback target), the current version's manifest,
+    and where that worker stands against the models directory's version pointer, which every worker follows."""
 
     current: str | None
     previous: str | None
     manifest: dict[str, Any] | None = None
+    worker: int | None = Field(None, description="process id of the worker that answered")
+    pointed: str | None = Field(None, description="the version the version pointer names: what every worker serves "
+                                                  "once it has followed the last reload or rollback")
+    in_sync: bool | None = Field(None, description="whether this worker serves the pointed version")
+    follow_error: str | None = Field(None, description="why this worker could not load the pointed version (it keeps "
+                                                       "serving ``current``)")
+    others_follow_within_s: float | None = Field(None, description="reload and rollback: the other workers serve the "
+                                                 "new version within about this many seconds (pointer poll + their "
+                                                 "own load and checks)")
 
 
 class ErrorBody(BaseModel):

@@ -27,16 +27,24 @@ class RequestError(Exception):
         self.detail = [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
+def encode(model: ExportedModel, request: ScoreRequest,
+           now: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(ids, dense, OOV flags) of one request for ``model``; an extra feature it cannot read is a 422 for this
+    request alone (before any batching)."""
+    try:
+        return model.encode_request(request.user, request.context, request.candidates, now)
+    except FeatureValueError as err:
+        raise RequestError(422, err.loc, str(err)) from None
+
+
 class Scored:
     """Probabilities and OOV flags of one request's candidates."""
 
-    def __init__(self, model: ExportedModel, request: ScoreRequest, now: datetime | None = None) -> None:
+    def __init__(self, model: ExportedModel, request: ScoreRequest, probabilities: np.ndarray,
+                 flags: dict[str, np.ndarray]) -> None:
         self.model = model
         self.request = request
-        try:
-            self.probabilities, flags = model.score_request(request.user, request.context, request.candidates, now)
-        except FeatureValueError as err:  # an extra feature this model cannot read
-            raise RequestError(422, err.loc, str(err)) from None
+        self.probabilities = probabilities
         shared = [f for f in (*USER_FIELDS, *CONTEXT_FIELDS) if f in flags]
         self.shared_oov = [f for f in shared if flags[f][0]]
         self.candidate_oov = {f: flags[f] for f in CANDIDATE_FIELDS if f in flags and flags[f].any()}
