@@ -84,3 +84,20 @@ def test_a_model_trains_with_lazy_updates_and_rows_no_batch_touched_keep_their_s
     start = build_model(config.model, trained.encoder.layout_, trained.model.task_names).embedder.table.weight
     moved = (trained.model.embedder.table.weight.detach() != start.detach()).any(1)
     assert 0.0 < moved.float().mean() < 1.0  # rare ids (and OOV rows) that never appear stay put
+
+
+@pytest.mark.parametrize("rows", [40, 5_000])  # the dense-buffer path and the unique-rows path
+def test_both_row_sparse_paths_give_the_dense_gradient(rows):
+    from unitarget.models.embeddings import pooled_lookup
+
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 40, (8, 5), generator=generator)  # 0 is padding
+    weights = torch.rand(8, 5, generator=generator)
+    slot = torch.tensor([0, 1, 2, 2, 2])
+    grads = []
+    for sparse in (False, True):
+        table = torch.nn.Parameter(torch.randn(rows, 3, generator=torch.Generator().manual_seed(4)))
+        pooled_lookup(table, ids, weights, slot, 2, [(2, 5)], sparse).square().sum().backward()
+        grads.append(table.grad)
+    assert grads[1].is_sparse and torch.allclose(grads[1].to_dense(), grads[0], atol=1e-6)
+    assert 0 not in grads[1].coalesce().indices()[0].tolist()

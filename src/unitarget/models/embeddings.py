@@ -37,24 +37,37 @@ class _PooledLookup(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         flat, token_weight, slot = ctx.saved_tensors
         dim = grad.shape[-1]
-        token_grad = grad.index_select(1, slot).mul_(token_weight.unsqueeze(-1))  # (B, C, D)
-        weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, flat, token_grad.view(-1, dim))
-        weight_grad[PADDING_ROW] = 0
+        token_grad = grad.index_select(1, slot).mul_(token_weight.unsqueeze(-1)).view(-1, dim)  # (B·C, D)
         if ctx.sparse_grad:
-            weight_grad = _touched_rows(weight_grad, flat, ctx.rows)
+            return _row_sparse_grad(token_grad, flat, ctx.rows), None, None, None, None, None, None
+        weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, flat, token_grad)
+        weight_grad[PADDING_ROW] = 0
         return weight_grad, None, None, None, None, None, None
 
 
-def _touched_rows(weight_grad: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
-    """The rows of ``weight_grad`` the batch's tokens touched (padding excluded), as a coalesced
-    sparse gradient, for row-wise (lazy) optimizer updates. A mask and ``nonzero`` find them in
-    sorted order without sorting the tokens."""
-    touched = torch.zeros(rows, dtype=torch.bool)
-    touched[flat] = True
-    touched[PADDING_ROW] = False
-    index = touched.nonzero().squeeze(1)
-    return torch.sparse_coo_tensor(index.unsqueeze(0), weight_grad.index_select(0, index), weight_grad.shape,
-                                   is_coalesced=True, check_invariants=False)
+#: Above this many table rows per token, a row-sparse gradient is summed over the batch's unique
+#: rows (a sort of the tokens); below it, in a dense table-sized buffer (cheaper when the batch
+#: touches a large share of a small table, as the default world's does).
+_UNIQUE_ABOVE_ROWS_PER_TOKEN = 4
+
+
+def _row_sparse_grad(token_grad: torch.Tensor, flat: torch.Tensor, rows: int) -> torch.Tensor:
+    """The table gradient on the rows the batch's tokens touched (padding excluded), as a coalesced
+    sparse tensor for row-wise (lazy) optimizer updates. Its cost follows the batch, not the table,
+    once the table is large: a 10 M-row table needs no table-sized buffer per step."""
+    dim = token_grad.shape[1]
+    if rows > _UNIQUE_ABOVE_ROWS_PER_TOKEN * flat.numel():
+        index, inverse = torch.unique(flat, sorted=True, return_inverse=True)
+        values = token_grad.new_zeros(len(index), dim).index_add_(0, inverse, token_grad)
+    else:
+        dense = token_grad.new_zeros(rows, dim).index_add_(0, flat, token_grad)
+        touched = torch.zeros(rows, dtype=torch.bool)
+        touched[flat] = True
+        index = touched.nonzero().squeeze(1)
+        values = dense.index_select(0, index)
+    keep = index != PADDING_ROW
+    return torch.sparse_coo_tensor(index[keep].unsqueeze(0), values[keep], (rows, dim), is_coalesced=True,
+                                   check_invariants=False)
 
 
 def pooled_lookup(weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor, slot: torch.Tensor,

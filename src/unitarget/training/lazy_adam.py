@@ -57,7 +57,7 @@ class LazyAdam(torch.optim.Optimizer):
         state["step"] += 1
         step = float(state["step"])
         beta1, beta2 = group["betas"]
-        grad = param.grad.coalesce()
+        grad = param.grad if param.grad.is_coalesced() else param.grad.coalesce()
         rows, values = grad.indices()[0], grad.values()
         if group["weight_decay"]:
             values = values.add(param.index_select(0, rows), alpha=group["weight_decay"])
