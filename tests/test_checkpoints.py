@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from unitarget.config import merge
+from unitarget.errors import ConfigError
 from unitarget.io import remove_temporary_files
 from unitarget.pipeline import load_model, train
 from unitarget.runs import CHECKPOINT_FILE, DataSpan, Staging, fingerprint, training_part
@@ -75,6 +76,13 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(tiny_log, tmp
     assert _same_weights(uninterrupted.model.state_dict(), load_model(tmp_path / "run").model.state_dict())
     assert _history_without_timings(resumed.record.history) == _history_without_timings(uninterrupted.record.history)
     assert resumed.record.best_epoch == uninterrupted.record.best_epoch
+
+
+@pytest.mark.parametrize("train", [{"checkpoint_every_steps": 0}, {"checkpoint_every_minutes": 0},
+                                   {"checkpoint_every_minutes": -1.5}, {"checkpoint_every_steps": 2.5}])
+def test_checkpoint_limits_must_be_positive(fast_config, train):
+    with pytest.raises(ConfigError, match="checkpoint_every"):
+        merge(fast_config, {"train": train})
 
 
 def test_the_checkpoint_frequency_is_not_part_of_the_fingerprint(fast_config):
