@@ -112,7 +112,7 @@ def native_bf16() -> bool:
 
 class TrainConfig(Strict):
     """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
-    bf16 autocast and the inference slice size."""
+    bf16 autocast, the inference slice size and how often a long epoch is checkpointed for ``--resume``."""
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
@@ -124,6 +124,13 @@ class TrainConfig(Strict):
         False, description="bfloat16 autocast for forward passes (training and scoring): true, false, or auto = "
                            "where the CPU has native bf16 (AVX-512 BF16 or AMX); emulated elsewhere, and slower")
     eval_batch_size: int = Field(8_192, ge=1, description="rows per inference slice; ~8K fits the CPU caches")
+    checkpoint_every_steps: int | None = Field(
+        None, ge=1, description="also write the resumable checkpoint inside an epoch, every this many optimiser "
+                                "steps since the last one; None = only at epoch ends. It never changes the weights")
+    checkpoint_every_minutes: float | None = Field(
+        None, gt=0, description="also write the resumable checkpoint inside an epoch once this many minutes have "
+                                "passed since the last one (with checkpoint_every_steps: whichever comes first); "
+                                "None = only at epoch ends")
 
     @property
     def use_bf16(self) -> bool:

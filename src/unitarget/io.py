@@ -38,6 +38,7 @@ __all__ = [
     "iter_log",
     "publish_directory",
     "read_log",
+    "remove_temporary_files",
 ]
 
 
@@ -129,6 +130,10 @@ def _open_dataset(root: Path) -> ds.FileSystemDataset:
 # ---------------------------------------------------------------------------------------------------
 
 
+#: What ``atomic_output``'s temporary names carry before the target's suffix: ``.model.k2j4x.tmp.pt``.
+_TMP_MARK = ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -141,7 +146,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = f".{target.stem}.", f".tmp{target.suffix}"
+    prefix, suffix = f".{target.stem}.", f"{_TMP_MARK}{target.suffix}"
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -157,6 +162,16 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
         raise
     _fsync_dir(target.parent)
+
+
+def remove_temporary_files(directory: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_output`` left in ``directory`` when its process was killed mid-write
+    (SIGKILL, power loss: no ``except`` ran); return them. Only for a directory one process writes, such as a run's
+    staging directory being resumed: a concurrent writer's temporary file would go too."""
+    found = [p for p in Path(directory).glob(f".*{_TMP_MARK}*") if p.is_file()]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

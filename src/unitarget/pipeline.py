@@ -133,7 +133,9 @@ def train(
     """Validate, split by time, fit encoders, train with early stopping, and publish ``out``.
 
     The returned model carries its ``record`` (what ``training.json`` holds). ``resume``
-    continues an interrupted run of the same training (same fingerprint) from its last epoch.
+    continues an interrupted run of the same training (same fingerprint) from its last checkpoint:
+    the last epoch's end, or a point inside an epoch with ``train.checkpoint_every_steps`` /
+    ``_minutes``; it reaches the weights the uninterrupted run would have.
     """
     started = time.perf_counter()
     split = split_training_log(data, config)

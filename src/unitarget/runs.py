@@ -13,7 +13,8 @@ replaces a good run and no published run is ever rewritten. ``resume`` continues
 directory's last checkpoint when the fingerprint of the interrupted run matches.
 
 One fingerprint identifies a training: the *training part* of the configuration (everything but
-``simulate``, ``evaluation.test_days`` and ``train.threads``, which do not change the weights)
+``simulate``, ``evaluation.test_days``, ``train.threads`` and how often ``train`` checkpoints,
+which do not change the weights)
 and the fit / validation rows (count and time range). ``--resume`` and run reuse (``ablate``,
 ``reproduce --full``) both compare it, and it is recomputed from a run's own ``config.json`` and
 ``training.json``, so runs written before it existed are recognised too.
@@ -38,7 +39,7 @@ from unitarget.config import Config, config_from_mapping
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import time_range
 from unitarget.errors import UnitargetError
-from unitarget.io import atomic_write_json, publish_directory
+from unitarget.io import atomic_write_json, publish_directory, remove_temporary_files
 from unitarget.training import checkpoint
 
 CONFIG_FILE = "config.json"
@@ -110,13 +111,20 @@ class TrainingRecord:
         return cls(span=span, **kept)
 
 
+#: ``train`` settings that do not change the weights: the thread count, and how often a checkpoint is written (a
+#: resumed run reaches the same weights wherever it was checkpointed), so ``--resume`` may change them.
+_NOT_TRAINING = ("threads", "checkpoint_every_steps", "checkpoint_every_minutes")
+
+
 def training_part(config: Config) -> dict[str, Any]:
     """The configuration that decides the weights: all of it but the simulation, the test split
-    (``evaluation.test_days``, which ``train`` never reads) and the thread count."""
+    (``evaluation.test_days``, which ``train`` never reads), the thread count and the checkpoint
+    frequency (so a run's fingerprint is what it was before those options existed)."""
     part = config.to_json_dict()
     del part["simulate"]
     del part["evaluation"]["test_days"]
-    del part["train"]["threads"]
+    for key in _NOT_TRAINING:
+        del part["train"][key]
     return part
 
 
@@ -193,7 +201,8 @@ class Staging:
         self.path = self.out.parent / f".{self.out.name}.partial"
 
     def start(self, run_fingerprint: str, *, resume: bool) -> "Staging":
-        """A fresh staging directory, or (``resume``) the interrupted one if it trained the same."""
+        """A fresh staging directory, or (``resume``) the interrupted one if it trained the same, less the temporary
+        file of a write that a kill cut short (so it is never published)."""
         if resume:
             if not (self.path / CHECKPOINT_FILE).is_file():
                 raise UnitargetError(f"nothing to resume: no interrupted run in {self.path}")
@@ -202,6 +211,7 @@ class Staging:
                 raise UnitargetError(
                     f"cannot resume from {self.path}: the data or configuration differ from the interrupted run"
                 )
+            remove_temporary_files(self.path)  # a write the kill interrupted; its target is intact
             return self
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(parents=True)

@@ -37,7 +37,9 @@ def train(
     config_file: ConfigOption = None,
     preset: PresetOption = None,
     seed: Annotated[Optional[int], typer.Option(help="overrides train.seed")] = None,
-    resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command")] = False,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command from its last "
+                                              "checkpoint (each epoch's end; inside epochs too with "
+                                              "train.checkpoint_every_steps or _minutes)")] = False,
 ) -> None:
     """Train a model on an impression log (validated against the data contract first)."""
     from unitarget.pipeline import train as train_model

@@ -148,6 +148,15 @@ class PCGrad(StaticWeights):
         super().__init__(weights)
         self.generator = torch.Generator().manual_seed(seed)
 
+    def get_extra_state(self) -> torch.Tensor:
+        """The generator of the projection orders, saved in ``state_dict``: a resumed run (``--resume``, mid-epoch
+        too) draws the orders the uninterrupted one would have."""
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore the generator ``get_extra_state`` saved."""
+        self.generator.set_state(state)
+
     def backward(self, task_losses: torch.Tensor, shared: SharedParameters) -> torch.Tensor:
         """Backpropagate Σ_t λ_t L_t, then replace the shared parameters' gradients with the sum of the per-task
         gradients projected off each other where they conflict; return the loss detached."""

@@ -5,11 +5,18 @@ Per epoch: validate on the validation split only (never the test split), hand th
 store when they improve, write a resumable checkpoint there, stop early when validation stops
 improving. The loop names no file: a ``TrainingStore`` keeps the best weights and the checkpoint
 (``runs.Staging`` on disk, ``MemoryStore`` for studies that keep nothing).
+
+With ``train.checkpoint_every_steps`` / ``_minutes`` a checkpoint is also written between two
+steps inside an epoch (``training.trigger``). It holds the epoch's position (steps done, their loss
+sum and examples) besides the weights, optimiser, schedule, balancer and the torch RNG state: a
+resumed run redraws the epoch's batches from (seed, epoch), skips the ones done, restores the RNG
+(dropout) as it was after the last of them, and so reaches the weights an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,13 +31,15 @@ from unitarget.models import MultiTaskModel
 from unitarget.training.balancing import LossBalancer, SharedParameters
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
+from unitarget.training.trigger import CheckpointTrigger
 
 Validate = Callable[[MultiTaskModel], tuple[float, dict[str, float]]]
 
 
 class Sampler(Protocol):
     """Which rows form each mini-batch (``training.sampling``): batches per epoch, and the
-    epoch's index tensors, the same for the same epoch (so a resumed run replays them)."""
+    epoch's index tensors, the same for the same epoch and drawn from no shared generator (so a
+    resumed run replays them, and skips the ones done before a mid-epoch checkpoint)."""
 
     def __len__(self) -> int: ...
 
@@ -115,13 +124,23 @@ class TrainingDivergedError(UnitargetError):
 
 @dataclass
 class TrainState:
-    """The loop's counters, checkpointed with the weights: enough to resume and to stop early."""
+    """The loop's counters, checkpointed with the weights: enough to resume, mid-epoch too, and to stop early."""
 
-    epoch: int = 0  # epochs completed
+    epoch: int = 0  # epochs completed, i.e. the epoch in progress
     best_score: float = float("-inf")
     best_epoch: int = -1
     stale_epochs: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # The epoch in progress so far (all zero at its start; checkpoints of older versions lack them):
+    step: int = 0  # optimiser steps done: a resumed run continues with the next one
+    loss_sum: float = 0.0  # the sum of their losses (the epoch's train_loss is this over all its steps)
+    seen: int = 0  # examples they saw
+    seconds: float = 0.0  # time they took, across interruptions
+
+    def next_epoch(self) -> None:
+        """Count the epoch in progress as done and zero its position, before the epoch-end checkpoint."""
+        self.epoch += 1
+        self.step, self.loss_sum, self.seen, self.seconds = 0, 0.0, 0, 0.0
 
 
 def fit(
@@ -138,16 +157,21 @@ def fit(
     resume: bool = False,
     hooks: TrainingHooks = SilentHooks(),
 ) -> TrainState:
-    """Train ``model`` in place; on return it holds the best validation weights."""
+    """Train ``model`` in place; on return it holds the best validation weights.
+
+    ``resume`` continues from the store's last checkpoint, an epoch-end one or (with
+    ``train.checkpoint_every_steps`` / ``_minutes``) one between two steps, and reaches the weights
+    and history (timings aside) the uninterrupted run would have.
+    """
     optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
     scheduler = make_scheduler(optimizer, optim_config, len(sampler) * train_config.max_epochs)
     parts = _Parts(model, optimizer, scheduler, balancer)
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()
+    checkpoints = _Checkpoints(store, parts, CheckpointTrigger(train_config.checkpoint_every_steps,
+                                                               train_config.checkpoint_every_minutes))
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
-        started = time.perf_counter()
-        loss_sum, seen = _train_epoch(parts, tasks, train, sampler, epoch, train_config.use_bf16, hooks)
-        train_seconds = time.perf_counter() - started
+        _train_epoch(parts, tasks, train, sampler, state, train_config.use_bf16, hooks, checkpoints)
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)
         improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
@@ -156,18 +180,18 @@ def fit(
             store.save_best(model.state_dict())
         else:
             state.stale_epochs += 1
-        state.epoch = epoch + 1
         record = {
             "epoch": epoch,
-            "train_loss": loss_sum / max(1, len(sampler)),
-            "examples_per_s": seen / train_seconds,
-            "seconds": train_seconds,
+            "train_loss": state.loss_sum / max(1, len(sampler)),
+            "examples_per_s": state.seen / state.seconds,
+            "seconds": state.seconds,
             "valid_score": score,
             "improved": improved,
             **{f"valid_{k}": v for k, v in details.items()},
         }
         state.history.append(record)
-        store.save_checkpoint(parts.checkpoint(state))
+        state.next_epoch()
+        checkpoints.write(state)
         hooks.on_epoch_end(record)
     model.load_state_dict(store.load_best())
     return state
@@ -201,30 +225,50 @@ class _Parts:
         return TrainState(**payload["state"])
 
 
-def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, epoch: int, bf16: bool,
-                 hooks: TrainingHooks) -> tuple[float, int]:
-    """One pass of ``sampler``; returns (sum of step losses, examples seen)."""
+@dataclass
+class _Checkpoints:
+    """Writes the resumable checkpoint: at each epoch's end, and between two steps when the trigger says so."""
+
+    store: TrainingStore
+    parts: _Parts
+    trigger: CheckpointTrigger
+
+    def write(self, state: TrainState) -> None:
+        self.store.save_checkpoint(self.parts.checkpoint(state))
+        self.trigger.restart()
+
+    def after_step(self, state: TrainState, steps: int) -> None:
+        # Not after an epoch's last step: the epoch-end checkpoint follows its validation at once.
+        if self.trigger.due() and state.step < steps:
+            self.write(state)
+
+
+def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, state: TrainState, bf16: bool,
+                 hooks: TrainingHooks, checkpoints: _Checkpoints) -> None:
+    """Epoch ``state.epoch`` from step ``state.step`` on (0, or where a mid-epoch checkpoint stopped), adding its
+    steps, losses, examples and time to ``state`` and checkpointing between steps when due."""
     model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
     shared = SharedParameters(model.shared_parameters(), model.last_shared_weight())
     model.train()
-    started, seen, loss_sum, steps = time.perf_counter(), 0, 0.0, len(sampler)
-    for step, index in enumerate(sampler.epoch(epoch)):
+    started, before, steps = time.perf_counter(), state.seconds, len(sampler)
+    # The epoch's batches as the uninterrupted run draws them (from (seed, epoch)), less those already done.
+    for index in itertools.islice(sampler.epoch(state.epoch), state.step, None):
         batch = train.take(index)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(batch.features)
         task_losses = tasks.losses(logits, batch.targets)
         if not bool(torch.isfinite(task_losses).all()):
-            raise _diverged(epoch, step, task_losses, tasks, scheduler.get_last_lr()[0])
+            raise _diverged(state.epoch, state.step, task_losses, tasks, scheduler.get_last_lr()[0])
         optimizer.zero_grad(set_to_none=True)
         loss = balancer.backward(task_losses, shared)
         optimizer.step()
         balancer.after_step()
         scheduler.step()
-        seen += len(index)
         loss_value = loss.item()
-        loss_sum += loss_value
-        hooks.on_step(epoch, step + 1, steps, loss_value, seen / (time.perf_counter() - started))
-    return loss_sum, seen
+        state.step, state.seen, state.loss_sum = state.step + 1, state.seen + len(index), state.loss_sum + loss_value
+        state.seconds = before + (time.perf_counter() - started)
+        checkpoints.after_step(state, steps)
+        hooks.on_step(state.epoch, state.step, steps, loss_value, state.seen / state.seconds)
 
 
 def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, lr: float) -> TrainingDivergedError:
