@@ -240,6 +240,24 @@ class Config(Strict):
                 raise ValueError(f"tasks {alone} belong to no modality group and camoe has no shared experts")
         return self
 
+    @model_validator(mode="after")
+    def _attention_names_features(self) -> "Config":
+        attention = self.model.attention
+        kinds = {c.name: c.kind for c in (*contract.STANDARD_FEATURES, *contract.DERIVED_TIME_FEATURES,
+                                          *self.features.extra)}
+        not_bags = [name for name in attention.bags if kinds.get(name) is not Kind.BAG]
+        if not_bags:
+            raise ValueError(f"model.attention.bags names columns that are not list (bag) features: {not_bags}")
+        if attention.bags and kinds.get(attention.candidate) is not Kind.CATEGORICAL:
+            raise ValueError(f"model.attention.candidate {attention.candidate!r} is not a categorical feature")
+        return self
+
+    def shared_vocabularies(self) -> dict[str, str]:
+        """Bag -> the categorical feature whose vocabulary its tokens read (``FeatureEncoder``'s ``shared``): each
+        bag of ``model.attention`` reads the candidate's, so a show in the history and the candidate show are one
+        embedding row and target attention compares like with like. Empty when attention is off."""
+        return dict.fromkeys(self.model.attention.bags, self.model.attention.candidate)
+
     def task_groups(self) -> dict[str, str]:
         """Task -> modality group for camoe: ``model.experts.groups`` if given, else each task whose
         formats all map to one group (``model.experts.modality``) joins it. Tasks absent from the

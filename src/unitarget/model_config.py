@@ -1,5 +1,5 @@
 """The ``model`` section of the configuration: the network's shape, its encoder and its optional
-cross layers, experts and linear baseline (``config.Config`` holds it as ``model``)."""
+cross layers, target attention, experts and linear baseline (``config.Config`` holds it as ``model``)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,27 @@ class CrossConfig(Strict):
 
     layers: int = Field(0, ge=0, description="number of cross layers; 0 = none")
     rank: int | None = Field(None, ge=1, description="low-rank W = U Vᵀ of this rank; None = full-rank W")
+
+
+class AttentionConfig(Strict):
+    """DIN target attention over list columns of the candidate's ids (Zhou et al. 2018, models/attention.py).
+
+    The listed bags share the candidate's vocabulary (``Config.shared_vocabularies``), so a history token and the
+    candidate read the same embedding row. Empty ``bags`` = off: the model is exactly the one without this section.
+    """
+
+    bags: tuple[str, ...] = Field((), description="list columns of candidate ids to attend over; empty = off")
+    candidate: str = Field("show_id", description="the categorical feature each bag's tokens are compared with")
+    hidden: tuple[int, ...] = Field((32,), description="the activation unit's MLP before its scalar weight")
+    dot: bool = Field(True, description="also feed <attention-pooled history, candidate> per bag to the encoder")
+
+    @model_validator(mode="after")
+    def _bags_are_distinct(self) -> "AttentionConfig":
+        if len(set(self.bags)) != len(self.bags):
+            raise ValueError(f"model.attention.bags lists a column twice: {list(self.bags)}")
+        if self.candidate in self.bags:
+            raise ValueError(f"model.attention.candidate {self.candidate!r} is also one of its bags")
+        return self
 
 
 class ExpertsConfig(Strict):
@@ -56,7 +77,7 @@ class LinearConfig(Strict):
 class ModelConfig(Strict):
     """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
     ignores the other sizes), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
-    cross-layer and linear sections."""
+    cross-layer, target-attention and linear sections."""
 
     encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
     embedding_dim: int = Field(16, ge=1)
@@ -66,6 +87,7 @@ class ModelConfig(Strict):
     batch_norm: bool = True
     experts: ExpertsConfig = ExpertsConfig()
     cross: CrossConfig = CrossConfig()
+    attention: AttentionConfig = AttentionConfig()
     linear: LinearConfig = LinearConfig()
 
     @model_validator(mode="after")
@@ -73,6 +95,9 @@ class ModelConfig(Strict):
         e = self.experts
         if self.encoder == "linear" and self.cross.layers > 0:
             raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
+        if self.encoder == "linear" and self.attention.bags:
+            raise ValueError("encoder linear has no embeddings to attend over; set model.attention.bags = [] "
+                             "or choose a deep encoder")
         if any(f == g for f, g in self.linear.crosses or ()):
             raise ValueError("model.linear.crosses pairs a feature with itself")
         if self.encoder == "mmoe" and e.shared < 1:

@@ -139,7 +139,8 @@ def train(
     """
     started = time.perf_counter()
     split = split_training_log(data, config)
-    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(split.older)
+    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
+                             config.shared_vocabularies()).fit(split.older)
     return _train_and_publish(split, Path(out), config, encoder, resume=resume, hooks=hooks, started=started)
 
 

@@ -4,13 +4,17 @@
 vocabularies, bag lengths, numeric statistics and the tier map from training rows only, and the
 fitted state (ending in ``_``) is saved beside the model as JSON, so serving encodes exactly as
 training did. All embedding tables are fused into one: each feature owns a contiguous block of
-rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags. What each feature
+rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags. A bag may instead
+*share* a categorical feature's vocabulary and block (``shared``: e.g. the shows of a user's history
+and ``show_id``, for target attention): that vocabulary is then fitted on both columns' ids, and the
+same show is the same row wherever it appears. What each feature
 kind's encoding means lives in ``encoders`` (shared with the scoring service's request encoder);
 this module reads Arrow columns and fits the state those functions use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,17 +66,20 @@ class FeatureLayout:
 
 class FeatureEncoder:
     """Arrow impression log -> ``Batch``: settings in the constructor, state fitted on training rows (attributes ending
-    in ``_``) and saved as JSON, so serving encodes exactly as training did."""
+    in ``_``) and saved as JSON, so serving encodes exactly as training did. ``shared`` maps a bag to the categorical
+    feature whose vocabulary (and table block) its tokens read (``Config.shared_vocabularies``)."""
 
     def __init__(
         self,
         features: FeaturesConfig,
         sources: tuple[str, ...],
         labels: tuple[str, ...],
+        shared: Mapping[str, str] | None = None,
     ) -> None:
         self.features = features
         self.sources = sources
         self.labels = labels
+        self.shared = dict(shared or {})
 
     # ----------------------------------------------------------------------------------- fit
     def candidate_columns(self) -> list[FeatureColumn]:
@@ -88,11 +95,15 @@ class FeatureEncoder:
 
     def fit(self, table: pa.Table) -> "FeatureEncoder":
         """Learn, from training rows only, which wanted columns are present, each id feature's vocabulary, bag lengths
-        (longest list, capped at ``bag_max_len``), mean and std of log1p counts, vector widths and the tier map."""
+        (longest list, capped at ``bag_max_len``), mean and std of log1p counts, vector widths and the tier map. A
+        shared vocabulary applies when both its bag and its categorical feature are used (``shared_``)."""
         present = set(table.column_names) | TIME_FIELDS.keys()  # derived from ts
         wanted = self.candidate_columns()
         self.columns_ = [c for c in wanted if c.name in present]
         self.skipped_ = [c.name for c in wanted if c.name not in present]
+        kinds = {c.name: c.kind for c in self.columns_}
+        self.shared_ = {bag: owner for bag, owner in self.shared.items()
+                        if kinds.get(bag) is Kind.BAG and kinds.get(owner) is Kind.CATEGORICAL}
         self.vocabularies_: dict[str, Vocabulary | HashedVocabulary] = {}
         self.bag_lengths_: dict[str, int] = {}
         self.numeric_stats_: dict[str, tuple[float, float]] = {}
@@ -100,8 +111,9 @@ class FeatureEncoder:
         for column in self.columns_:
             values = _column(table, column.name)
             if column.kind in (Kind.CATEGORICAL, Kind.BAG):
-                items = pc.list_flatten(values) if column.kind is Kind.BAG else values
-                self.vocabularies_[column.name] = self._new_vocabulary(column.name).fit(items)
+                if column.name not in self.shared_:
+                    items = self._vocabulary_items(table, column.name, column.kind)
+                    self.vocabularies_[column.name] = self._new_vocabulary(column.name).fit(items)
                 if column.kind is Kind.BAG:
                     longest = pc.max(pc.list_value_length(values)).as_py() or 0
                     self.bag_lengths_[column.name] = max(1, min(longest, self.features.bag_max_len))
@@ -111,9 +123,21 @@ class FeatureEncoder:
                 self.numeric_stats_[column.name] = (float(np.nanmean(logged)), std if std > 0 else 1.0)
             else:
                 self.vector_widths_[column.name] = _vector_width(values)
+        for bag, owner in self.shared_.items():
+            self.vocabularies_[bag] = self.vocabularies_[owner]
         self.tier_map_ = TierMap().fit(table)
         self.layout_ = self._layout()
         return self
+
+    def _vocabulary_items(self, table: pa.Table, name: str, kind: Kind) -> pa.ChunkedArray:
+        """The ids the vocabulary of ``name`` is fitted on: its column (a bag's tokens flattened), then the tokens of
+        every bag sharing it, so ids seen only in those bags (shows streamed but never a candidate) get rows too."""
+        values = _column(table, name)
+        own = pc.list_flatten(values) if kind is Kind.BAG else values
+        sharing = [pc.list_flatten(_column(table, bag)) for bag, owner in self.shared_.items() if owner == name]
+        if not sharing:
+            return own
+        return pa.chunked_array([chunk for part in (own, *sharing) for chunk in as_string(part).chunks], pa.string())
 
     def _new_vocabulary(self, name: str) -> Vocabulary | HashedVocabulary:
         buckets = self.features.hash_buckets.get(name)
@@ -128,6 +152,9 @@ class FeatureEncoder:
             start += self.bag_lengths_[name]
         offsets, row = {}, PADDING_ROW + 1
         for name in (*categorical, *bag_names):
+            if name in self.shared_:  # the owner is categorical, so its block is placed already
+                offsets[name] = offsets[self.shared_[name]]
+                continue
             offsets[name] = row
             row += self.vocabularies_[name].size
         dense = tuple((c.name, 1) for c in self.columns_ if c.kind is Kind.NUMERIC) + tuple(
@@ -213,14 +240,17 @@ class FeatureEncoder:
     # --------------------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         """The settings and fitted state as JSON types (vocabularies, bag lengths, numeric statistics, tier map,
-        layout): saved beside the weights, loaded with ``from_dict`` without executing code."""
+        layout): saved beside the weights, loaded with ``from_dict`` without executing code. A shared vocabulary is
+        written once, under its owner."""
         return {
             "features": self.features.model_dump(mode="json"),
             "sources": list(self.sources),
             "labels": list(self.labels),
+            "shared": self.shared,
+            "shared_fitted": self.shared_,
             "columns": [[c.name, c.group.value, c.kind.value] for c in self.columns_],
             "skipped": self.skipped_,
-            "vocabularies": {k: v.to_dict() for k, v in self.vocabularies_.items()},
+            "vocabularies": {k: v.to_dict() for k, v in self.vocabularies_.items() if k not in self.shared_},
             "bag_lengths": self.bag_lengths_,
             "numeric_stats": self.numeric_stats_,
             "vector_widths": self.vector_widths_,
@@ -233,10 +263,13 @@ class FeatureEncoder:
         """A fitted encoder from ``to_dict``'s JSON, without refitting: the same ids and layout as the encoder that
         wrote it."""
         encoder = cls(FeaturesConfig.model_validate(data["features"]), tuple(data["sources"]),
-                      tuple(data["labels"]))
+                      tuple(data["labels"]), data.get("shared"))  # encoders saved before sharing have none
         encoder.columns_ = [FeatureColumn(n, Group(g), Kind(k)) for n, g, k in data["columns"]]
         encoder.skipped_ = list(data["skipped"])
+        encoder.shared_ = dict(data.get("shared_fitted", {}))
         encoder.vocabularies_ = {k: vocabulary_from_dict(v) for k, v in data["vocabularies"].items()}
+        for bag, owner in encoder.shared_.items():
+            encoder.vocabularies_[bag] = encoder.vocabularies_[owner]
         encoder.bag_lengths_ = dict(data["bag_lengths"])
         encoder.numeric_stats_ = {k: tuple(v) for k, v in data["numeric_stats"].items()}
         encoder.vector_widths_ = dict(data["vector_widths"])

@@ -7,6 +7,7 @@ from torch import nn
 
 from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
+from unitarget.models.attention import TargetAttention
 
 
 class _PooledLookup(torch.autograd.Function):
@@ -80,14 +81,16 @@ def pooled_lookup(weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.T
 
 
 class FeatureEmbedder(nn.Module):
-    """(ids (B, C), dense (B, D)) -> (B, (n_categorical + n_bags)·dim + D).
+    """(ids (B, C), dense (B, D)) -> (B, (n_categorical + n_bags)·dim [+ attention.output_dim] + D).
 
     Every categorical feature and bag shares one embedding table whose rows are split into
     per-feature blocks (``FeatureLayout.offsets``), so a batch costs one gather instead of one per
-    feature. Bags are mean-pooled over their non-padding tokens.
+    feature. Bags are mean-pooled over their non-padding tokens; with ``attention`` (DIN target
+    attention, ``models.attention``) the attended bags are also pooled against the candidate, read
+    from the same table, and that output follows the pooled slots.
     """
 
-    def __init__(self, layout: FeatureLayout, dim: int) -> None:
+    def __init__(self, layout: FeatureLayout, dim: int, attention: TargetAttention | None = None) -> None:
         super().__init__()
         self.table = nn.Embedding(layout.table_rows, dim, padding_idx=PADDING_ROW)
         nn.init.normal_(self.table.weight, std=0.05)
@@ -108,7 +111,10 @@ class FeatureEmbedder(nn.Module):
         self.width = layout.ids_width
         #: a row-sparse table gradient, for ``training.lazy_adam.LazyAdam`` (``optim.embedding_updates``)
         self.sparse_grad = False
+        self.attention = attention
         self.output_dim = (n_cat + len(layout.bags)) * dim + layout.dense_dim
+        if attention is not None:
+            self.output_dim += attention.output_dim
 
     def token_weights(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, C): 1 for categorical columns, 1/len(bag) for bag tokens, 0 for padding."""
@@ -120,13 +126,21 @@ class FeatureEmbedder(nn.Module):
         return weights
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """(ids (B, C), dense (B, D)) -> (B, slots·dim + D): each slot's pooled embedding, then the dense inputs. When
-        autograd is on this is the fused lookup (one-scatter backward); under no_grad one ``embedding_bag`` call."""
+        """(ids (B, C), dense (B, D)) -> (B, slots·dim [+ attention] + D): each slot's pooled embedding, the target
+        attention's output if any, then the dense inputs. When autograd is on the slots come from the fused lookup
+        (one-scatter backward); under no_grad from one ``embedding_bag`` call."""
         if not torch.is_grad_enabled():
-            return torch.cat([self._pooled_for_inference(ids), dense], dim=1)
+            return torch.cat([self._pooled_for_inference(ids), *self.attended(ids), dense], dim=1)
         pooled = pooled_lookup(self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical,
                                self.bag_slices, self.sparse_grad)
-        return torch.cat([pooled.flatten(1), dense], dim=1)
+        return torch.cat([pooled.flatten(1), *self.attended(ids), dense], dim=1)
+
+    def attended(self, ids: torch.Tensor) -> list[torch.Tensor]:
+        """[] without target attention, else [(B, attention.output_dim)]: the part of the output both paths and the
+        ONNX export compute with the same ops, so it is written once."""
+        if self.attention is None:
+            return []
+        return [self.attention(self.table.weight, ids, self.sparse_grad)]
 
     def _pooled_for_inference(self, ids: torch.Tensor) -> torch.Tensor:
         """The same sums as ``_PooledLookup`` in one ``embedding_bag`` call: every slot of every

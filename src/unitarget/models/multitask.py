@@ -1,6 +1,6 @@
 """The unified multi-task model: p_t(x) = σ(g_ψt(h_φ(c(x)))) — this module returns the logits.
 
-embedder -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
+embedder (with optional DIN target attention over the history) -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
 one tower g_ψt per task. ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
 literal dict; a variant swaps one argument. ``encoder = "linear"`` composes the logistic-regression
 baseline from the same three roles (``models.linear``: weighted sums, one column per task, a bias).
@@ -16,6 +16,7 @@ from torch import nn
 from unitarget.model_config import ModelConfig
 from unitarget.data.batch import Features
 from unitarget.data.features import FeatureLayout
+from unitarget.models.attention import target_attention
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.models.cross import CrossNetwork
 from unitarget.models.encoders import SharedBottom
@@ -115,7 +116,8 @@ def build_model(
     if config.encoder == "linear":
         return MultiTaskModel(LinearTerms(layout, len(tasks), config.linear), TaskColumns(len(tasks)),
                               {name: BiasTower() for name in tasks})
-    embedder = FeatureEmbedder(layout, config.embedding_dim)
+    attention = target_attention(config.attention, layout, config.embedding_dim)
+    embedder = FeatureEmbedder(layout, config.embedding_dim, attention)
     cross = None
     if config.cross.layers > 0:
         cross = CrossNetwork(embedder.output_dim, config.cross.layers, config.cross.rank)

@@ -8,7 +8,8 @@ The graph takes the encoded tensors, not column names: encoding stays in Python 
 The sigmoid lives in the export wrapper, never in the model (models return logits). The embedder's
 inference path (one ``embedding_bag`` with per-sample weights) has no cheap ONNX form, so the
 wrapper swaps in ``_GatherEmbedder``: the same sums written as one gather, a weighted sum per bag
-and a concatenation. It shares the trained table; the parity check below is what proves the two agree.
+and a concatenation (plus the target attention's output, already written in such ops). It shares the
+trained table; the parity check below is what proves the two agree.
 The linear baseline's ``LinearTerms`` is already written in such ops (a gather, integer multiply, add
 and remainder for the hashed crosses, a weighted sum), so it is exported as it is.
 """
@@ -62,7 +63,8 @@ class _GatherEmbedder(nn.Module):
     """``FeatureEmbedder``'s inference output from ONNX-friendly ops (Gather, Mul, ReduceSum).
 
     slot k of a categorical feature = table[ids[:, j]]; slot of a bag = Σ_c w_c · table[ids[:, c]]
-    with w_c = 1/len(bag) on tokens and 0 on padding (row 0): the bag's mean.
+    with w_c = 1/len(bag) on tokens and 0 on padding (row 0): the bag's mean; then the target
+    attention's output (``FeatureEmbedder.attended``, the same code as in training).
     """
 
     def __init__(self, embedder: FeatureEmbedder) -> None:
@@ -78,7 +80,7 @@ class _GatherEmbedder(nn.Module):
             share = present[:, start:stop] / present[:, start:stop].sum(1, keepdim=True).clamp(min=1.0)
             bags.append((tokens[:, start:stop] * share.unsqueeze(-1)).sum(1, keepdim=True))  # (B, 1, dim)
         pooled = torch.cat([tokens[:, :e.n_categorical], *bags], dim=1)  # (B, slots, dim)
-        return torch.cat([pooled.flatten(1), dense], dim=1)
+        return torch.cat([pooled.flatten(1), *e.attended(ids), dense], dim=1)
 
 
 class ProbabilityModel(nn.Module):

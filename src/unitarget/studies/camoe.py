@@ -70,7 +70,8 @@ class EncodedStudy:
 
     def __init__(self, data: StudyData, config: Config) -> None:
         self.data, self.cache = data, {}
-        self.encoder = FeatureEncoder(config.features, config.sources, LABELS).fit(data.fit)
+        self.encoder = FeatureEncoder(config.features, config.sources, LABELS,
+                                      config.shared_vocabularies()).fit(data.fit)
 
     def get(self, labels: tuple[str, ...]) -> tuple[FeatureEncoder, Batch, Batch, Batch]:
         """The encoder writing label columns ``labels`` and the fit, validation and test batches it encodes, built once
