@@ -33,11 +33,11 @@ def ope_markdown(result: OPEResult) -> str:
     lines = [f"| target policy | estimator | click rate | {level} interval | ESS |", "| --- | --- | ---: | ---: | ---: |"]
     for value in result.policies:
         for name, estimate in (("IPS", value.ips), ("SNIPS", value.snips), ("DR", value.dr)):
-            lines.append(f"| {value.policy} | {name} | {_rate(estimate.estimate)} | {_interval(estimate)} | "
+            lines.append(f"| {value.policy} | {name} | {format_rate(estimate.estimate)} | {format_interval(estimate)} | "
                          f"{estimate.ess:,.0f} |")
     logged = [f"| logged policy (source) | impressions | click rate | {level} interval |",
               "| --- | ---: | ---: | ---: |"]
-    logged += [f"| {source} | {e.n:,} | {_rate(e.estimate)} | {_interval(e)} |" for source, e in result.logged.items()]
+    logged += [f"| {source} | {e.n:,} | {format_rate(e.estimate)} | {format_interval(e)} |" for source, e in result.logged.items()]
     candidates = ", ".join(f"{key or '(all)'}: {k}" for key, k in result.candidates.items())
     parts = [
         f"# Off-policy evaluation on {result.source!r} impressions",
@@ -59,11 +59,13 @@ def ope_markdown(result: OPEResult) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _rate(value: float) -> str:
+def format_rate(value: float) -> str:
+    """A click rate as a percentage with four decimals; "—" for NaN."""
     return "—" if math.isnan(value) else f"{value:.4%}"
 
 
-def _interval(estimate: Estimate) -> str:
+def format_interval(estimate: Estimate) -> str:
+    """An estimate's interval as "[low, high]" percentages; "—" when it has none."""
     if math.isnan(estimate.low):
         return "—"
     return f"[{estimate.low:.4%}, {estimate.high:.4%}]"

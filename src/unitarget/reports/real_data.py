@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from unitarget.evaluation.offpolicy import Estimate
 from unitarget.presets import display_name
+from unitarget.reports.ope import format_interval, format_rate
 from unitarget.studies.ope import GREEDY, UNIFORM, OPEResult
 from unitarget.studies.real_data import RealDataResult, ScoredTarget
 
@@ -77,10 +78,7 @@ COMPARED = ("promo-stream-only", "ads-stream-only", "logreg")
 
 
 def _estimate(value: Estimate) -> str:
-    if math.isnan(value.estimate):
-        return "—"
-    bounds = "" if math.isnan(value.low) else f" [{value.low:.3%}, {value.high:.3%}]"
-    return f"{value.estimate:.3%}{bounds}"
+    return f"{format_rate(value.estimate)} {format_interval(value)}"
 
 
 def ope_table(setups: Sequence[str], estimates: Sequence[OPEResult]) -> str:
