@@ -57,7 +57,7 @@ def main() -> None:
     task_labels = torch.tensor([encoder.labels.index(task.label) for task in config.tasks])
     speeds: dict[str, list[float]] = {"train": [], "predict": [], "reference_train": [], "reference_predict": []}
     for _ in range(args.repeats if args.reference else 1):
-        state = fit(model, setup.tasks, data, sampler=setup.sampler, balancer=setup.balancer,
+        state = fit(model, setup.tasks, setup.batches, balancer=setup.balancer,
                     validate=lambda m: (0.0, {}), train_config=config.train, optim_config=config.optim,
                     store=MemoryStore())
         speeds["train"].append(max(record["examples_per_s"] for record in state.history))

@@ -33,7 +33,7 @@ cross_buckets = 4096
 def _fit(config: Config, layout: FeatureLayout, batch: Batch):
     """Train with the project's setup and loop for ``train.max_epochs``, keeping the last epoch's weights."""
     setup = build_setup(config, layout, batch)
-    fit(setup.model, setup.tasks, batch, sampler=setup.sampler, balancer=setup.balancer,
+    fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=lambda _: (0.0, {}), train_config=config.train, optim_config=config.optim, store=MemoryStore())
     return setup.model.eval()
 

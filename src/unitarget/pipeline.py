@@ -229,7 +229,7 @@ def _train_and_publish(
     span = DataSpan.of(fit_rows, valid_rows)
     staging = Staging(out).start(fingerprint(config, span), resume=resume)
     state = fit(
-        setup.model, setup.tasks, train_batch, sampler=setup.sampler, balancer=setup.balancer,
+        setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=lambda m: _validation_score(m, valid_batch, config),
         train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
         hooks=hooks or SilentHooks(),

@@ -115,7 +115,7 @@ def train_model(config: Config, encoded: EncodedStudy) -> MultiTaskModel:
     labels = labels_of(config.tasks)
     encoder, train_batch, valid_batch, _ = encoded.get(labels)
     setup = build_setup(config, encoder.layout_, train_batch)
-    fit(setup.model, setup.tasks, train_batch, sampler=setup.sampler, balancer=setup.balancer,
+    fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=_selection_score(config, labels, valid_batch),
         train_config=config.train, optim_config=config.optim, store=MemoryStore())
     return setup.model

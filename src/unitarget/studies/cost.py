@@ -11,9 +11,8 @@ request for one ad slot would arrive.
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +23,8 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureLayout
 from unitarget.models import MultiTaskModel
 from unitarget.scoring import predict_probabilities
-from unitarget.training.loop import MemoryStore, Sampler, fit
+from unitarget.training.batches import FirstBatches
+from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import TrainingSetup, build_setup
 
 
@@ -62,24 +62,11 @@ class _StepClock:
         return self.timed_steps * self.batch_size / (self.stopped - self.started)
 
 
-class _FirstBatches:
-    """The first ``steps`` batches of a sampler's epoch 0: a short run of the real loop."""
-
-    def __init__(self, sampler: Sampler, steps: int) -> None:
-        self.sampler, self.steps = sampler, steps
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
-        return itertools.islice(self.sampler.epoch(epoch), self.steps)
-
-
 def _train_speed(setup: TrainingSetup, config: Config, data: Batch, steps: int, warmup: int = 3) -> float:
     """Examples/s of ``training.loop.fit`` itself (sampler, balancer, schedule and all) over
     ``steps`` batches after ``warmup`` untimed ones; one epoch, validation left out of the timing."""
     clock = _StepClock(warmup, config.train.batch_size)
-    fit(setup.model, setup.tasks, data, sampler=_FirstBatches(setup.sampler, warmup + steps),
+    fit(setup.model, setup.tasks, FirstBatches(setup.batches, warmup + steps),
         balancer=setup.balancer, validate=lambda _: (0.0, {}),
         train_config=config.train.model_copy(update={"max_epochs": 1}), optim_config=config.optim,
         store=MemoryStore(), hooks=clock)
@@ -115,8 +102,8 @@ def measure_cost(name: str, display: str, config: Config, layout: FeatureLayout,
     """Cost of the model ``config`` describes, trained and scored on rows of ``data``."""
     setup = build_setup(config, layout, data)
     model = setup.model
-    warmup = min(3, max(0, len(setup.sampler) - 2))
-    steps = max(1, min(steps, len(setup.sampler) - warmup))  # at most one pass over the rows
+    warmup = min(3, max(0, len(setup.batches) - 2))
+    steps = max(1, min(steps, len(setup.batches) - warmup))  # at most one pass over the rows
     train_speed = _train_speed(setup, config, data, steps, warmup)
     rows = data.slice(0, min(predict_rows, len(data)))
     warm_up = rows.slice(0, min(len(rows), 16_384))

@@ -16,36 +16,23 @@ resumed run redraws the epoch's batches from (seed, epoch), skips the ones done,
 from __future__ import annotations
 
 import copy
-import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import torch
 
 from unitarget.config import OptimConfig, TrainConfig
-from unitarget.data.batch import Batch
 from unitarget.errors import UnitargetError
 from unitarget.models import MultiTaskModel
 from unitarget.training.balancing import LossBalancer, SharedParameters
+from unitarget.training.batches import BatchStream
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
 from unitarget.training.trigger import CheckpointTrigger
 
 Validate = Callable[[MultiTaskModel], tuple[float, dict[str, float]]]
-
-
-class Sampler(Protocol):
-    """Which rows form each mini-batch (``training.sampling``): batches per epoch, and the
-    epoch's index tensors, the same for the same epoch and drawn from no shared generator (so a
-    resumed run replays them, and skips the ones done before a mid-epoch checkpoint)."""
-
-    def __len__(self) -> int: ...
-
-    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
-        """The row indices of each batch of ``epoch``."""
-        ...
 
 
 class TrainingHooks(Protocol):
@@ -146,9 +133,8 @@ class TrainState:
 def fit(
     model: MultiTaskModel,
     tasks: TaskSet,
-    train: Batch,
+    batches: BatchStream,
     *,
-    sampler: Sampler,
     balancer: LossBalancer,
     validate: Validate,
     train_config: TrainConfig,
@@ -164,14 +150,14 @@ def fit(
     and history (timings aside) the uninterrupted run would have.
     """
     optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
-    scheduler = make_scheduler(optimizer, optim_config, len(sampler) * train_config.max_epochs)
+    scheduler = make_scheduler(optimizer, optim_config, len(batches) * train_config.max_epochs)
     parts = _Parts(model, optimizer, scheduler, balancer)
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()
     checkpoints = _Checkpoints(store, parts, CheckpointTrigger(train_config.checkpoint_every_steps,
                                                                train_config.checkpoint_every_minutes))
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
-        _train_epoch(parts, tasks, train, sampler, state, train_config.use_bf16, hooks, checkpoints)
+        _train_epoch(parts, tasks, batches, state, train_config.use_bf16, hooks, checkpoints)
         # ---- validate, keep the best weights, checkpoint
         score, details = validate(model)
         improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
@@ -182,7 +168,7 @@ def fit(
             state.stale_epochs += 1
         record = {
             "epoch": epoch,
-            "train_loss": state.loss_sum / max(1, len(sampler)),
+            "train_loss": state.loss_sum / max(1, len(batches)),
             "examples_per_s": state.seen / state.seconds,
             "seconds": state.seconds,
             "valid_score": score,
@@ -243,17 +229,16 @@ class _Checkpoints:
             self.write(state)
 
 
-def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, state: TrainState, bf16: bool,
+def _train_epoch(parts: _Parts, tasks: TaskSet, batches: BatchStream, state: TrainState, bf16: bool,
                  hooks: TrainingHooks, checkpoints: _Checkpoints) -> None:
     """Epoch ``state.epoch`` from step ``state.step`` on (0, or where a mid-epoch checkpoint stopped), adding its
     steps, losses, examples and time to ``state`` and checkpointing between steps when due."""
     model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
     shared = SharedParameters(model.shared_parameters(), model.last_shared_weight())
     model.train()
-    started, before, steps = time.perf_counter(), state.seconds, len(sampler)
+    started, before, steps = time.perf_counter(), state.seconds, len(batches)
     # The epoch's batches as the uninterrupted run draws them (from (seed, epoch)), less those already done.
-    for index in itertools.islice(sampler.epoch(state.epoch), state.step, None):
-        batch = train.take(index)
+    for batch in batches.epoch(state.epoch, state.step):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             logits = model(batch.features)
         task_losses = tasks.losses(logits, batch.targets)
@@ -265,7 +250,7 @@ def _train_epoch(parts: _Parts, tasks: TaskSet, train: Batch, sampler: Sampler, 
         balancer.after_step()
         scheduler.step()
         loss_value = loss.item()
-        state.step, state.seen, state.loss_sum = state.step + 1, state.seen + len(index), state.loss_sum + loss_value
+        state.step, state.seen, state.loss_sum = state.step + 1, state.seen + len(batch), state.loss_sum + loss_value
         state.seconds = before + (time.perf_counter() - started)
         checkpoints.after_step(state, steps)
         hooks.on_step(state.epoch, state.step, steps, loss_value, state.seen / state.seconds)

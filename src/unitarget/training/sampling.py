@@ -8,10 +8,23 @@ batches the interrupted one would have seen.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 import torch
 
 _EPOCH_STRIDE = 1_000_003
+
+
+class Sampler(Protocol):
+    """Which rows form each mini-batch: batches per epoch, and the epoch's index tensors, the same for the same
+    epoch and drawn from no shared generator (so a resumed run replays them, and skips the ones done before a
+    mid-epoch checkpoint)."""
+
+    def __len__(self) -> int: ...
+
+    def epoch(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The row indices of each batch of ``epoch``."""
+        ...
 
 
 def _generator(seed: int, epoch: int) -> torch.Generator:

@@ -18,36 +18,24 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureLayout
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.training.balancing import LossBalancer, make_balancer
-from unitarget.training.loop import Sampler
-from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
+from unitarget.training.batches import BatchStream, InMemoryRows, TrainingRows, base_rates
 from unitarget.training.tasks import TaskSet
 
 
 @dataclass
 class TrainingSetup:
-    """What ``training.loop.fit`` trains: the model, its tasks, the batch sampler and the balancer."""
+    """What ``training.loop.fit`` trains: the model, its tasks, the stream of batches and the balancer."""
 
     model: MultiTaskModel
     tasks: TaskSet
-    sampler: Sampler
+    batches: BatchStream
     balancer: LossBalancer
-
-
-def make_sampler(config: Config, train: Batch) -> NaturalSampler | SourceBalancedSampler:
-    """Source-balanced batches (``sampling.ratios``) when ``sampling.balanced`` and the rows hold
-    at least two sources; the natural mix otherwise (one source has nothing to balance)."""
-    size, seed = config.train.batch_size, config.train.seed
-    present = set(torch.unique(train.targets.source).tolist())
-    if not config.sampling.balanced or len(present) < 2:
-        return NaturalSampler(len(train), size, seed)
-    shares = {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
-    return SourceBalancedSampler(train.targets.source, size, shares, seed)
 
 
 def build_setup(
     config: Config,
     layout: FeatureLayout,
-    train: Batch,
+    train: Batch | TrainingRows,
     *,
     prepare: Callable[[MultiTaskModel], None] | None = None,
     fresh_towers: Sequence[str] | None = None,
@@ -55,14 +43,16 @@ def build_setup(
     """Build the model ``config`` describes on ``layout`` (seeded with ``train.seed``), then
     ``prepare`` it (fine-tuning loads the base weights and freezes layers there), then start each
     tower of ``fresh_towers`` (default: all) at its task's base rate on ``train``: a fresh head
-    that starts at the base rate does not spend its first steps learning the bias."""
+    that starts at the base rate does not spend its first steps learning the bias. ``train`` is an
+    encoded ``Batch`` in memory or any ``TrainingRows`` (the on-disk cache of ``data.stream``)."""
+    rows = InMemoryRows(train) if isinstance(train, Batch) else train
     tasks = TaskSet(config.tasks, config.sources)
     torch.manual_seed(config.train.seed)
     model = build_model(config.model, layout, tasks.names, config.task_groups())
     if prepare is not None:
         prepare(model)
     fresh = set(tasks.names if fresh_towers is None else fresh_towers)
-    for name, rate in zip(tasks.names, tasks.base_rates(train.targets)):
+    for name, rate in zip(tasks.names, base_rates(rows, tasks)):
         if name in fresh:
             model.towers[name].start_at_rate(rate)
     balancer = make_balancer(config.loss.method, tasks.weights, alpha=config.loss.gradnorm_alpha,
@@ -70,4 +60,4 @@ def build_setup(
     # Row-sparse table gradients for the lazy optimizer; the balancers that take per-task
     # gradients of the shared parameters (gradnorm, pcgrad) need dense ones (Config checks it).
     model.embedder.sparse_grad = config.optim.embedding_updates == "lazy"
-    return TrainingSetup(model, tasks, make_sampler(config, train), balancer)
+    return TrainingSetup(model, tasks, rows.batches(config), balancer)

@@ -73,11 +73,11 @@ class TaskSet:
         per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(targets), reduction="none")
         return (per_row * self.loss_weights(targets)).sum(0) / logits.shape[0]
 
-    def base_rates(self, data: Targets) -> list[float]:
-        """Positive rate of each task over the rows allowed to update it."""
+    def rate_sums(self, data: Targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T,) positives and (T,) rows allowed to update each task: summed chunk by chunk, their ratio is each
+        task's base rate (``training.batches.base_rates``)."""
         weights = self.loss_weights(data)
-        positives = (self.targets(data) * weights).sum(0)
-        return (positives / weights.sum(0).clamp(min=1)).tolist()
+        return (self.targets(data) * weights).sum(0), weights.sum(0)
 
     def task_sources(self, name: str) -> tuple[str, ...]:
         """The sources task ``name`` learns from (its row of the directional mask)."""
