@@ -1,6 +1,6 @@
 import torch
 
-from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler, _apportion
+from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler, apportion
 
 
 def _sources(n_ads=8000, n_promos=2000):
@@ -47,4 +47,4 @@ def test_minority_source_is_cycled_without_repeats_within_a_pass():
 
 
 def test_apportion_sums_to_batch_size():
-    assert sum(_apportion(7, {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}).values()) == 7
+    assert sum(apportion(7, {0: 1 / 3, 1: 1 / 3, 2: 1 / 3}).values()) == 7

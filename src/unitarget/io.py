@@ -36,6 +36,7 @@ __all__ = [
     "atomic_write_parquet",
     "atomic_write_text",
     "iter_log",
+    "log_files",
     "publish_directory",
     "read_log",
     "remove_temporary_files",
@@ -97,6 +98,14 @@ def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.T
                 start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+def log_files(path: str | Path) -> list[str]:
+    """The Parquet files a log at ``path`` is read from (one file, or a directory's files in sorted order)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    return sorted(_open_dataset(root).files)
 
 
 def _open_dataset(root: Path) -> ds.FileSystemDataset:

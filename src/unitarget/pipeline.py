@@ -14,38 +14,29 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
+from unitarget.data.logs import load_log, training_rows, validated_chunks
 from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import ContractError, UnitargetError
 from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult, evaluate_segments
 from unitarget.evaluation.batches import batch_formats, evaluate_batch
 from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
-from unitarget.io import atomic_output, iter_log, read_log
+from unitarget.io import atomic_output
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
                             run_fingerprint, save_run)
 from unitarget.scoring import predict_probabilities
+from unitarget.streaming import Progress, prepare_cache
+from unitarget.training.batches import TrainingRows, ValidationRows
 from unitarget.training.loop import SilentHooks, TrainingHooks, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import TaskSet, labels_of
-from unitarget.validation import normalise_ts, validate_log
-
-
-def load_log(data: str | Path | pa.Table, config: Config, *, require_labels: bool = True) -> pa.Table:
-    """Read (if a path) and validate a log against the contract before any work is done."""
-    table = read_log(data) if isinstance(data, (str, Path)) else data
-    validate_log(
-        table, sources=config.sources, require_labels=require_labels,
-        extra_numeric=[f.name for f in config.features.extra if f.kind.value in ("numeric", "vector")],
-        extra_labels=[t.label for t in config.tasks],
-    )
-    return normalise_ts(table)
+from unitarget.training.windows import CachedRows
 
 
 @dataclass
@@ -129,19 +120,34 @@ def train(
     *,
     resume: bool = False,
     hooks: TrainingHooks | None = None,
+    cache: str | Path | None = None,
+    progress: Progress | None = None,
 ) -> TrainedModel:
     """Validate, split by time, fit encoders, train with early stopping, and publish ``out``.
 
+    A log on disk is read chunk by chunk into an on-disk cache of encoded rows (``streaming``; in
+    ``cache``, by default ``.<out>.cache/`` beside ``out``), reused by a rerun and by ``--resume``,
+    and trained on through shuffle windows (``training.windows``): memory is set by
+    ``stream.*``, not by the log's length. A table in memory is encoded and trained on in memory.
     The returned model carries its ``record`` (what ``training.json`` holds). ``resume``
     continues an interrupted run of the same training (same fingerprint) from its last checkpoint:
     the last epoch's end, or a point inside an epoch with ``train.checkpoint_every_steps`` /
     ``_minutes``; it reaches the weights the uninterrupted run would have.
     """
-    started = time.perf_counter()
-    split = split_training_log(data, config)
-    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
-                             config.shared_vocabularies()).fit(split.older)
-    return _train_and_publish(split, Path(out), config, encoder, resume=resume, hooks=hooks, started=started)
+    started, out = time.perf_counter(), Path(out)
+    if isinstance(data, pa.Table):
+        split = split_training_log(data, config)
+        encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
+                                 config.shared_vocabularies()).fit(split.older)
+        prepared = _in_memory(split, encoder)
+    else:
+        root = Path(cache) if cache is not None else out.parent / f".{out.name}.cache"
+        encoded = prepare_cache(data, config, root, progress)
+        encoder = encoded.encoder
+        prepared = _Prepared(CachedRows(encoded, config.sources), ValidationRows.of_shard(encoded.valid),
+                             DataSpan(**encoded.info["span"]), _window(encoded.info["cut"]),
+                             {"cache": encoded.key, "stream": config.stream.model_dump()})
+    return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started)
 
 
 def finetune(
@@ -185,32 +191,59 @@ def finetune(
             model.freeze(except_towers=[task.name])
 
     encoder = base.encoder.with_labels(labels_of(config.tasks))
-    return _train_and_publish(split, Path(out), config, encoder, resume=False, hooks=hooks,
+    return _train_and_publish(_in_memory(split, encoder), Path(out), config, encoder, resume=False, hooks=hooks,
                               started=started, prepare=from_base, fresh_towers=[] if init_from else [task.name],
                               base=base)
 
 
-def head_aps(model: TrainedModel, batch: Batch) -> dict[str, float]:
-    """AP of each head over the rows of ``batch`` that may update it (its sources, formats and
+def head_aps(model: TrainedModel, rows: ValidationRows) -> dict[str, float]:
+    """AP of each head over the ``rows`` that may update it (its sources, formats and
     observed labels): what the head is for, on data it was selected on, not tested on."""
-    train_config = model.config.train
-    probs = predict_probabilities(model.model, batch.features, train_config.eval_batch_size, train_config.use_bf16)
     targets = head_targets(model.config)
-    result = evaluate_batch(probs, model.model.task_names, batch.targets, sources=model.config.sources,
-                            labels=model.encoder.labels, scored=targets)
+    result = evaluate_batch(_probabilities(model.model, rows, model.config), model.model.task_names, rows.targets,
+                            sources=model.config.sources, labels=model.encoder.labels, scored=targets)
     return {t.name: result.ap(t.name) for t in targets}
+
+
+def _probabilities(model: MultiTaskModel, rows: ValidationRows, config: Config) -> np.ndarray:
+    """(N, T) probabilities of ``rows``, read slice by slice."""
+    train_config = config.train
+    parts = [predict_probabilities(model, f, train_config.eval_batch_size, train_config.use_bf16)
+             for f in rows.features()]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def split_training_log(data: str | Path | pa.Table, config: Config) -> TimeSplit:
     """The validated log's rows from the sources the tasks learn from, split into fit rows
     (``older``) and the newest ``train.valid_days`` (``newest``; on a short log the short-log
     rule's window) for model selection: exactly the rows ``train`` uses."""
-    table = _training_rows(load_log(data, config), config)
+    table = training_rows(load_log(data, config), config)
     return split_newest_days(table, config.train.valid_days, purpose="validation", setting="train.valid_days")
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What a training is fitted and selected on, in memory or in the encoded cache."""
+
+    rows: Batch | TrainingRows
+    valid: ValidationRows
+    span: DataSpan
+    window: dict[str, Any]  # the validation window (TimeSplit.to_dict)
+    streamed: dict[str, Any] | None = None  # the cache key and stream settings, for the fingerprint
+
+
+def _in_memory(split: TimeSplit, encoder: FeatureEncoder) -> _Prepared:
+    train_batch, valid_batch = encoder.transform(split.older), encoder.transform(split.newest)
+    return _Prepared(train_batch, ValidationRows.of_batch(valid_batch), DataSpan.of(split.older, split.newest),
+                     split.to_dict())
+
+
+def _window(cut: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cut.items() if k != "at"}
+
+
 def _train_and_publish(
-    split: TimeSplit,
+    prepared: _Prepared,
     out: Path,
     config: Config,
     encoder: FeatureEncoder,
@@ -223,27 +256,24 @@ def _train_and_publish(
     base: TrainedModel | None = None,
 ) -> TrainedModel:
     """Train in ``out``'s staging directory and publish it with its record, written once."""
-    fit_rows, valid_rows = split.older, split.newest
-    train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
-    setup = build_setup(config, encoder.layout_, train_batch, prepare=prepare, fresh_towers=fresh_towers)
-    span = DataSpan.of(fit_rows, valid_rows)
-    staging = Staging(out).start(fingerprint(config, span), resume=resume)
+    setup = build_setup(config, encoder.layout_, prepared.rows, prepare=prepare, fresh_towers=fresh_towers)
+    staging = Staging(out).start(fingerprint(config, prepared.span, prepared.streamed), resume=resume)
     state = fit(
         setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
-        validate=lambda m: _validation_score(m, valid_batch, config),
+        validate=lambda m: _validation_score(m, prepared.valid, config),
         train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
         hooks=hooks or SilentHooks(),
     )
     trained = TrainedModel(config, encoder, setup.model)
     old_heads = None
     if base is not None:
-        before, after = head_aps(base, valid_batch), head_aps(trained, valid_batch)
+        before, after = head_aps(base, prepared.valid), head_aps(trained, prepared.valid)
         old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
     trained.record = TrainingRecord(
-        history=state.history, best_epoch=state.best_epoch, best_valid_score=state.best_score, span=span,
+        history=state.history, best_epoch=state.best_epoch, best_valid_score=state.best_score, span=prepared.span,
         features_used=[c.name for c in encoder.columns_], features_skipped=encoder.skipped_,
         tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
-        seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=split.to_dict(),
+        seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=prepared.window,
     )
     staging.publish(config, encoder, trained.record)
     return trained
@@ -256,18 +286,9 @@ def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
     found = run_fingerprint(run_dir)
     if found is None:
         return False
-    split = split_newest_days(_training_rows(table, config), config.train.valid_days, purpose="validation",
+    split = split_newest_days(training_rows(table, config), config.train.valid_days, purpose="validation",
                               setting="train.valid_days")
     return found == fingerprint(config, DataSpan.of(split.older, split.newest))
-
-
-def _training_rows(table: pa.Table, config: Config) -> pa.Table:
-    sources = config.training_sources
-    keep = pc.is_in(table.column(contract.SOURCE).cast(pa.string()), value_set=pa.array(sources))
-    rows = table.filter(keep)
-    if rows.num_rows == 0:
-        raise UnitargetError(f"the log has no impressions from the sources the tasks learn from: {sources}")
-    return rows
 
 
 def _float_labels(table: pa.Table, label: str) -> np.ndarray:
@@ -276,13 +297,12 @@ def _float_labels(table: pa.Table, label: str) -> np.ndarray:
     return table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
+def _validation_score(model: MultiTaskModel, valid: ValidationRows, config: Config) -> tuple[float, dict[str, float]]:
     """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
     that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
     It never sees the test split; a target without rows or positives is left out of the mean."""
-    probs = predict_probabilities(model, valid.features, config.train.eval_batch_size, config.train.use_bf16)
-    result = evaluate_batch(probs, model.task_names, valid.targets, sources=config.sources,
-                            labels=labels_of(config.tasks), scored=selection_targets(config))
+    result = evaluate_batch(_probabilities(model, valid, config), model.task_names, valid.targets,
+                            sources=config.sources, labels=labels_of(config.tasks), scored=selection_targets(config))
     details = {row.target: row.ap for row in result.rows if row.n > 0}
     finite = [v for v in details.values() if np.isfinite(v)]
     return (float(np.mean(finite)) if finite else float("-inf")), details
@@ -301,11 +321,7 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
     rows, writer = 0, None
     with atomic_output(out) as tmp:
         try:
-            for start, chunk in iter_log(data, chunk_rows):
-                try:
-                    chunk = load_log(chunk, model.config, require_labels=False)
-                except ContractError as err:
-                    raise _in_log(err, start) from None
+            for _, chunk in validated_chunks(data, model.config, chunk_rows, require_labels=False):
                 predictions = model.predict(chunk)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, predictions.schema)
@@ -319,13 +335,3 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
         if writer is None:
             raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
     return rows
-
-
-def _in_log(err: ContractError, start: int) -> ContractError:
-    """``err`` raised on a chunk that starts at row ``start`` of the log, with the log's row numbers."""
-    if not err.rows or start == 0:
-        return err
-    rows = [start + r for r in err.rows]
-    message = (f"{err.message} (rows of the chunk that starts at row {start:,}; in the whole log: "
-               f"{', '.join(str(r) for r in rows)})")
-    return ContractError(message, column=err.column, rows=rows, count=err.count)

@@ -121,6 +121,7 @@ def training_part(config: Config) -> dict[str, Any]:
     (``evaluation.test_days``, which ``train`` never reads), the thread count and the checkpoint
     frequency (so a run's fingerprint is what it was before those options existed)."""
     part = config.to_json_dict()
+    del part["stream"]  # how a log on disk is read: the streamed run's fingerprint names it (``streamed``)
     del part["simulate"]
     del part["evaluation"]["test_days"]
     for key in _NOT_TRAINING:
@@ -128,9 +129,12 @@ def training_part(config: Config) -> dict[str, Any]:
     return part
 
 
-def fingerprint(config: Config, span: DataSpan) -> str:
-    """sha256 of the training part of ``config`` and the rows it is fitted and validated on."""
-    payload = {"config": training_part(config), "data": asdict(span)}
+def fingerprint(config: Config, span: DataSpan, streamed: dict[str, Any] | None = None) -> str:
+    """sha256 of the training part of ``config`` and the rows it is fitted and validated on; for a run trained from
+    the encoded cache, ``streamed`` adds what decides its batches (the cache's key and the shuffle window)."""
+    payload: dict[str, Any] = {"config": training_part(config), "data": asdict(span)}
+    if streamed is not None:
+        payload["streamed"] = streamed
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -7,6 +7,7 @@ labels), ``Targets`` is what the tasks' masked losses, the samplers and evaluati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
@@ -88,6 +89,13 @@ class Batch:
     def slice(self, start: int, stop: int) -> "Batch":
         """Rows ``start:stop`` of features and targets as views, so both halves stay row-aligned."""
         return Batch(self.features.slice(start, stop), self.targets.slice(start, stop))
+
+
+def concat(parts: Sequence[_T]) -> _T:
+    """One ``Features`` or ``Targets`` of the rows of ``parts`` in order (a ``format`` of None stays None)."""
+    first = parts[0]
+    return type(first)(**{f.name: None if getattr(first, f.name) is None
+                          else torch.cat([getattr(p, f.name) for p in parts]) for f in fields(first)})
 
 
 def _take(item: _T, index: torch.Tensor) -> _T:

@@ -33,24 +33,8 @@ MIN_HOLDOUT_DAYS = 1.0
 log = logging.getLogger("unitarget")
 
 
-@dataclass(frozen=True)
-class TimeSplit:
-    """The older rows, the newest rows, and how wide the held-out window was."""
-
-    older: pa.Table
-    newest: pa.Table
-    days: float  # the window used
-    configured_days: float
-    span_days: float  # UTC days from the midnight before the oldest impression to the one after the newest
-    note: str | None  # set when the short-log rule replaced the configured window
-
-    def to_dict(self) -> dict[str, object]:
-        """The window, for a training record or a report."""
-        return {"days": self.days, "configured_days": self.configured_days, "span_days": round(self.span_days, 4),
-                "note": self.note}
-
-
-def _micros(table: pa.Table) -> np.ndarray:
+def micros(table: pa.Table) -> np.ndarray:
+    """(N,) ``ts`` as int64 microseconds since the epoch (UTC)."""
     return table.column(contract.TS).cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
 
 
@@ -74,42 +58,113 @@ def holdout_days(span_days: float, configured: float, *, purpose: str, setting: 
     return days, note
 
 
+@dataclass(frozen=True)
+class Cut:
+    """Where the newest window of a log starts, decided from its oldest and newest impression only,
+    so a log read chunk by chunk is cut exactly where the whole table would be."""
+
+    at: int  # microseconds since the epoch: rows at or after it are the newest
+    days: float  # the window used
+    configured_days: float
+    span_days: float
+    note: str | None
+
+    @classmethod
+    def plan(cls, oldest: int, newest: int, days: float, *, purpose: str, setting: str) -> "Cut":
+        """``days`` before the midnight after ``newest`` (microseconds), or the short-log rule's window of a log
+        spanning whole UTC days from the midnight before ``oldest``."""
+        end = (newest // _MICROS_PER_DAY + 1) * _MICROS_PER_DAY
+        span = (end - oldest // _MICROS_PER_DAY * _MICROS_PER_DAY) / _MICROS_PER_DAY
+        used, note = holdout_days(span, days, purpose=purpose, setting=setting)
+        return cls(end - int(used * _MICROS_PER_DAY), used, days, span, note)
+
+    def newest(self, table: pa.Table) -> np.ndarray:
+        """(N,) True for the rows of ``table`` in the newest window."""
+        return micros(table) >= self.at
+
+    def check(self, held_out: int, rows: int, *, purpose: str, setting: str) -> None:
+        """Refuse a cut that holds out none or all of the ``rows``."""
+        if held_out == 0 or held_out == rows:
+            raise UnitargetError(
+                f"cannot hold out the newest {self.days:g} days for {purpose}: the log spans {self.span_days:.1f} "
+                f"days ({held_out} of {rows} rows would be held out); use a longer log or change {setting}"
+            )
+
+    def check_sources(self, sides: dict[str, tuple[int, int]], setting: str) -> None:
+        """A shortened window must still leave every source rows on both sides of the cut (``sides``: source ->
+        (rows before, rows in the window))."""
+        if self.note is None:
+            return
+        for source, (before, held) in sorted(sides.items()):
+            if before == 0 or held == 0:
+                side = "before" if before == 0 else "in"
+                raise UnitargetError(
+                    f"the log spans {self.span_days:.2f} days and source {source!r} has no rows {side} the "
+                    f"newest {self.days:g} days, so no honest split exists for it; use a longer log, or set "
+                    f"{setting} (now {self.configured_days:g})"
+                )
+
+    def split(self, table: pa.Table, newest: np.ndarray) -> "TimeSplit":
+        """``table``'s rows before and in the window (``newest``: ``self.newest(table)``)."""
+        mask = pa.array(newest)
+        return TimeSplit(table.filter(pc.invert(mask)), table.filter(mask), self)
+
+    def to_dict(self) -> dict[str, object]:
+        """The window, for a training record or a report (as ``TimeSplit.to_dict``)."""
+        return {"days": self.days, "configured_days": self.configured_days, "span_days": round(self.span_days, 4),
+                "note": self.note}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """The older rows, the newest rows, and the cut between them."""
+
+    older: pa.Table
+    newest: pa.Table
+    cut: Cut
+
+    @property
+    def days(self) -> float:
+        """The window used."""
+        return self.cut.days
+
+    @property
+    def configured_days(self) -> float:
+        """The window configured."""
+        return self.cut.configured_days
+
+    @property
+    def note(self) -> str | None:
+        """Set when the short-log rule replaced the configured window."""
+        return self.cut.note
+
+    def to_dict(self) -> dict[str, object]:
+        """The window, for a training record or a report."""
+        return self.cut.to_dict()
+
+
 def split_newest_days(table: pa.Table, days: float, *, purpose: str, setting: str | None = None) -> TimeSplit:
     """Split off the newest ``days`` days (or the short-log rule's window), cutting ``days``
     before midnight after the newest impression, so a 7-day split of a day-complete log takes
     exactly its last 7 calendar days. ``setting`` names the option a user changes (for messages)."""
     setting = setting or f"the {purpose} days"
-    ts = _micros(table)
-    end = (ts.max() // _MICROS_PER_DAY + 1) * _MICROS_PER_DAY
-    span = (end - ts.min() // _MICROS_PER_DAY * _MICROS_PER_DAY) / _MICROS_PER_DAY  # whole UTC days
-    used, note = holdout_days(span, days, purpose=purpose, setting=setting)
-    newest = ts >= end - int(used * _MICROS_PER_DAY)
-    n_new = int(newest.sum())
-    if n_new == 0 or n_new == len(ts):
-        raise UnitargetError(
-            f"cannot hold out the newest {used:g} days for {purpose}: the log spans {span:.1f} days "
-            f"({n_new} of {len(ts)} rows would be held out); use a longer log or change {setting}"
-        )
-    mask = pa.array(newest)
-    split = TimeSplit(table.filter(pc.invert(mask)), table.filter(mask), used, days, span, note)
-    if note is not None:
-        _check_sources(table, newest, split, setting)
-        log.warning(note)
-    return split
+    ts = micros(table)
+    cut = Cut.plan(int(ts.min()), int(ts.max()), days, purpose=purpose, setting=setting)
+    newest = ts >= cut.at
+    cut.check(int(newest.sum()), len(ts), purpose=purpose, setting=setting)
+    if cut.note is not None:
+        cut.check_sources(source_sides(table, newest), setting)
+        log.warning(cut.note)
+    return cut.split(table, newest)
 
 
-def _check_sources(table: pa.Table, newest: np.ndarray, split: TimeSplit, setting: str) -> None:
-    """A shortened window must still leave every source rows on both sides of the cut."""
+def source_sides(table: pa.Table, newest: np.ndarray) -> dict[str, tuple[int, int]]:
+    """Source -> (rows before the cut, rows in the window) of ``table``."""
     sources = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-    for source in np.unique(sources):
-        held = newest[sources == source]
-        if held.all() or not held.any():
-            side = "before" if held.all() else "in"
-            raise UnitargetError(
-                f"the log spans {split.span_days:.2f} days and source {source!r} has no rows {side} the "
-                f"newest {split.days:g} days, so no honest split exists for it; use a longer log, or set "
-                f"{setting} (now {split.configured_days:g})"
-            )
+    names, index = np.unique(sources, return_inverse=True)
+    held = np.bincount(index, weights=newest, minlength=len(names)).astype(int)
+    total = np.bincount(index, minlength=len(names))
+    return {str(n): (int(t - h), int(h)) for n, t, h in zip(names, total, held)}
 
 
 def time_range(table: pa.Table) -> tuple[str, str]:

@@ -3,7 +3,7 @@
 The loop asks a ``BatchStream`` for epoch ``e`` from step ``k`` on and gets ``Batch`` objects; it
 does not know whether they were gathered from one encoded ``Batch`` in memory (``SampledBatches``:
 a sampler's indices into it) or read from an on-disk cache of encoded shards
-(``data.stream``). A stream's batches are a function of (seed, epoch), so a resumed run replays
+(``training.windows``). A stream's batches are a function of (seed, epoch), so a resumed run replays
 the epoch and skips the ``k`` batches done before its checkpoint without recomputing them.
 ``TrainingRows`` is what a training setup is built on: base rates for the fresh heads, and the
 stream of batches the configuration's sampling asks for.
@@ -12,12 +12,14 @@ stream of batches the configuration's sampling asks for.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from unitarget.data.batch import Batch, Targets
+from unitarget.data.batch import Batch, Features, Targets, concat
+from unitarget.data.cache import Shard
 from unitarget.training.sampling import NaturalSampler, Sampler, SourceBalancedSampler
 from unitarget.training.tasks import TaskSet
 
@@ -111,3 +113,21 @@ class FirstBatches:
         """The first ``steps`` batches of ``stream``'s epoch, from ``start`` on."""
         return itertools.islice(self.stream.epoch(epoch, start), max(0, self.steps - start))
 
+
+@dataclass(frozen=True)
+class ValidationRows:
+    """The rows model selection scores: features read slice by slice (from memory, or from the cache's validation
+    shard so a large window is never held), targets whole (a few dozen bytes a row)."""
+
+    features: Callable[[], Iterator[Features]]
+    targets: Targets
+
+    @classmethod
+    def of_batch(cls, batch: Batch) -> "ValidationRows":
+        """Rows encoded in memory."""
+        return cls(lambda: iter([batch.features]), batch.targets)
+
+    @classmethod
+    def of_shard(cls, shard: Shard, rows: int = 1 << 18) -> "ValidationRows":
+        """The cache's validation shard, ``rows`` at a time."""
+        return cls(lambda: shard.features(rows), concat(list(shard.targets())))

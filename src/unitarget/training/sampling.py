@@ -69,7 +69,7 @@ class SourceBalancedSampler:
             raise ValueError("no source with a positive share has rows to sample")
         total = sum(present.values())
         self.rows = {s: torch.nonzero(source == s).squeeze(1) for s in present}
-        self.counts = _apportion(batch_size, {s: w / total for s, w in present.items()})
+        self.counts = apportion(batch_size, {s: w / total for s, w in present.items()})
         self.n_rows, self.batch_size, self.seed = len(source), batch_size, seed
 
     def __len__(self) -> int:
@@ -88,7 +88,7 @@ class SourceBalancedSampler:
             yield torch.cat([stream[b] for stream in streams.values()])
 
 
-def _apportion(batch_size: int, shares: Mapping[int, float]) -> dict[int, int]:
+def apportion(batch_size: int, shares: Mapping[int, float]) -> dict[int, int]:
     """Integer rows per source summing to ``batch_size`` (largest remainder), each at least 1."""
     exact = {s: share * batch_size for s, share in shares.items()}
     counts = {s: max(1, int(v)) for s, v in exact.items()}

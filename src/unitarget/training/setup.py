@@ -44,7 +44,7 @@ def build_setup(
     ``prepare`` it (fine-tuning loads the base weights and freezes layers there), then start each
     tower of ``fresh_towers`` (default: all) at its task's base rate on ``train``: a fresh head
     that starts at the base rate does not spend its first steps learning the bias. ``train`` is an
-    encoded ``Batch`` in memory or any ``TrainingRows`` (the on-disk cache of ``data.stream``)."""
+    encoded ``Batch`` in memory or any ``TrainingRows`` (``training.windows``: the on-disk cache)."""
     rows = InMemoryRows(train) if isinstance(train, Batch) else train
     tasks = TaskSet(config.tasks, config.sources)
     torch.manual_seed(config.train.seed)
