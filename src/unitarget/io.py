@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_parquet",
     "atomic_write_text",
+    "count_rows",
     "iter_log",
     "log_files",
     "publish_directory",
@@ -106,6 +107,17 @@ def log_files(path: str | Path) -> list[str]:
     if not root.exists():
         raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
     return sorted(_open_dataset(root).files)
+
+
+def count_rows(path: str | Path) -> int:
+    """Rows of the log at ``path``, from the Parquet footers (no data read)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    try:
+        return _open_dataset(root).count_rows()
+    except (pa.ArrowException, OSError) as exc:
+        raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
 
 
 def _open_dataset(root: Path) -> ds.FileSystemDataset:

@@ -145,7 +145,7 @@ def train(
         encoded = prepare_cache(data, config, root, progress)
         encoder = encoded.encoder
         prepared = _Prepared(CachedRows(encoded, config.sources), ValidationRows.of_shard(encoded.valid),
-                             DataSpan(**encoded.info["span"]), _window(encoded.info["cut"]),
+                             _span(encoded.info["span"]), _window(encoded.info["cut"]),
                              {"cache": encoded.key, "stream": config.stream.model_dump()})
     return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started)
 
@@ -236,6 +236,10 @@ def _in_memory(split: TimeSplit, encoder: FeatureEncoder) -> _Prepared:
     train_batch, valid_batch = encoder.transform(split.older), encoder.transform(split.newest)
     return _Prepared(train_batch, ValidationRows.of_batch(valid_batch), DataSpan.of(split.older, split.newest),
                      split.to_dict())
+
+
+def _span(span: dict[str, Any]) -> DataSpan:
+    return DataSpan(span["train_rows"], span["valid_rows"], tuple(span["train_range"]), tuple(span["valid_range"]))
 
 
 def _window(cut: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Training progress for people: a live bar on a terminal, one line per epoch elsewhere (CI, logs)."""
+"""Training progress for people: a live bar on a terminal, one line per epoch (or cache pass) elsewhere (CI, logs)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,39 @@ class RichTrainingHooks:
             + (" (best)" if record["improved"] else ""),
             soft_wrap=True,
         )
+
+
+_PASSES = {"scan": "validating the log", "fit": "fitting the encoder", "encode": "encoding into the cache"}
+
+
+class RichCacheProgress:
+    """Reports the encoded cache's three passes over the log (``streaming.Progress``): a bar over the log's rows on a
+    terminal, one line per finished pass elsewhere."""
+
+    def __init__(self, console: Console, total_rows: int) -> None:
+        self.console, self.total = console, total_rows
+        self._progress: Progress | None = None
+        self._task: Any = None
+        self._phase: str | None = None
+
+    def __call__(self, phase: str, rows: int) -> None:
+        """``rows`` of the log read so far by pass ``phase``."""
+        if phase != self._phase:
+            self._phase = phase
+            if self.console.is_terminal:
+                if self._progress is None:
+                    self._progress = Progress(
+                        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TimeRemainingColumn(), console=self.console, transient=True)
+                    self._progress.start()
+                self._task = self._progress.add_task(_PASSES.get(phase, phase), total=self.total)
+        if self._progress is not None:
+            self._progress.update(self._task, completed=rows)
+        if rows >= self.total:
+            self.console.print(f"{_PASSES.get(phase, phase)}: {rows:,} rows", soft_wrap=True)
+
+    def close(self) -> None:
+        """Stop the live bar (after the last pass, or when the build fails)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

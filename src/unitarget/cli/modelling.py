@@ -40,15 +40,27 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run of the same command from its last "
                                               "checkpoint (each epoch's end; inside epochs too with "
                                               "train.checkpoint_every_steps or _minutes)")] = False,
+    cache: Annotated[Optional[Path], typer.Option(help="directory of the encoded cache the log is read into "
+                                                       "(default: .<out>.cache beside --out); reused while the "
+                                                       "log and the encoding settings are unchanged")] = None,
 ) -> None:
-    """Train a model on an impression log (validated against the data contract first)."""
+    """Train a model on an impression log (validated against the data contract first).
+
+    The log is read chunk by chunk into an on-disk cache of encoded rows and trained on from there, so memory is set
+    by the [stream] settings, not by the log's size."""
+    from unitarget.io import count_rows
     from unitarget.pipeline import train as train_model
-    from unitarget.progress import RichTrainingHooks
+    from unitarget.progress import RichCacheProgress, RichTrainingHooks
     from unitarget.runs import TRAINING_FILE
 
     config = load_command_config(config_file, preset, seed)
     set_threads(config.train.threads)
-    trained = train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"))
+    progress = RichCacheProgress(console, count_rows(data))
+    try:
+        trained = train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"),
+                              cache=cache, progress=progress)
+    finally:
+        progress.close()
     record = trained.record
     console.print(f"model written to {out}: best epoch {record.best_epoch + 1} of {len(record.history)}, "
                   f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
