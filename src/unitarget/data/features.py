@@ -1,8 +1,9 @@
 """Turns a validated impression log into a ``Batch`` once, before training (tensorise once).
 
 ``FeatureEncoder`` follows the estimator contract: the constructor stores settings, ``fit`` learns
-vocabularies, bag lengths, numeric statistics and the tier map from training rows only, and the
-fitted state (ending in ``_``) is saved beside the model as JSON, so serving encodes exactly as
+vocabularies, bag lengths, numeric statistics and the tier map from training rows only (``fit_chunks``
+learns the same from a log streamed in chunks; ``fitting`` holds its accumulators), and the fitted
+state (ending in ``_``) is saved beside the model as JSON, so serving encodes exactly as
 training did. All embedding tables are fused into one: each feature owns a contiguous block of
 rows (``FeatureLayout.offsets``), and row 0 is the shared padding row for bags. A bag may instead
 *share* a categorical feature's vocabulary and block (``shared``: e.g. the shows of a user's history
@@ -14,7 +15,8 @@ this module reads Arrow columns and fits the state those functions use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -29,8 +31,10 @@ from unitarget.contract import FeatureColumn, Group, Kind
 from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.encoders import (PADDING_ROW, TIME_FIELDS, log1p_counts, pack_bags, pack_vectors, scale_counts,
                                      time_column)
+from unitarget.data.fitting import IdCounts, Moments
 from unitarget.data.tiers import TierMap
 from unitarget.data.vocabulary import HashedVocabulary, Vocabulary, as_string, vocabulary_from_dict
+from unitarget.errors import UnitargetError
 
 
 @dataclass(frozen=True)
@@ -94,54 +98,78 @@ class FeatureEncoder:
         ]
 
     def fit(self, table: pa.Table) -> "FeatureEncoder":
-        """Learn, from training rows only, which wanted columns are present, each id feature's vocabulary, bag lengths
-        (longest list, capped at ``bag_max_len``), mean and std of log1p counts, vector widths and the tier map. A
-        shared vocabulary applies when both its bag and its categorical feature are used (``shared_``)."""
-        present = set(table.column_names) | TIME_FIELDS.keys()  # derived from ts
+        """``fit_chunks`` on the one chunk ``table`` (training rows only): a log in memory is fitted by the same code
+        as one streamed in chunks."""
+        return self.fit_chunks([table])
+
+    def fit_chunks(self, chunks: Iterable[pa.Table]) -> "FeatureEncoder":
+        """Learn, from training rows only and in one pass over their chunks (e.g. ``io.iter_log``), which wanted
+        columns are present, each id feature's vocabulary (ids counted over every chunk, then ``min_count`` applied),
+        bag lengths (longest list, capped at ``bag_max_len``), mean and std of log1p counts (merged moments), vector
+        widths and the tier map (streams per show summed). The fitted state is ``fit``'s on the chunks' concatenation,
+        in memory set by one chunk and the vocabularies rather than the log's length.
+
+        Which columns are present is read from the first chunk's schema: the chunks of one log share its unified
+        schema, so every later chunk must carry the same columns. A shared vocabulary applies when both its bag and
+        its categorical feature are used (``shared_``)."""
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            raise UnitargetError("cannot fit the feature encoder on no rows: the log gave no chunks")
+        self._choose_columns(first.schema)
+        counts = {name: IdCounts() for name in self._vocabulary_owners() if not self.features.hash_buckets.get(name)}
+        longest = {c.name: 0 for c in self.columns_ if c.kind in (Kind.BAG, Kind.VECTOR)}
+        moments = {c.name: Moments() for c in self.columns_ if c.kind is Kind.NUMERIC}
+        tier_map = TierMap()
+        for chunk in itertools.chain([first], chunks):
+            self._accumulate(chunk, counts, longest, moments)
+            tier_map.partial_fit(chunk)
+        self.vocabularies_: dict[str, Vocabulary | HashedVocabulary] = {
+            name: counts[name].vocabulary(self.features.min_count) if name in counts
+            else HashedVocabulary(self.features.hash_buckets[name]) for name in self._vocabulary_owners()}
+        self.vocabularies_ |= {bag: self.vocabularies_[owner] for bag, owner in self.shared_.items()}
+        kinds = {c.name: c.kind for c in self.columns_}
+        self.bag_lengths_ = {name: max(1, min(n, self.features.bag_max_len)) for name, n in longest.items()
+                             if kinds[name] is Kind.BAG}
+        self.numeric_stats_ = {name: _mean_std(m) for name, m in moments.items()}
+        self.vector_widths_ = {name: n for name, n in longest.items() if kinds[name] is Kind.VECTOR}
+        self.tier_map_ = tier_map
+        self.layout_ = self._layout()
+        return self
+
+    def _choose_columns(self, schema: pa.Schema) -> None:
+        """The wanted columns present in ``schema`` (``columns_``; the rest ``skipped_``) and the shared vocabularies
+        whose bag and categorical feature are both among them (``shared_``)."""
+        present = set(schema.names) | TIME_FIELDS.keys()  # derived from ts
         wanted = self.candidate_columns()
         self.columns_ = [c for c in wanted if c.name in present]
         self.skipped_ = [c.name for c in wanted if c.name not in present]
         kinds = {c.name: c.kind for c in self.columns_}
         self.shared_ = {bag: owner for bag, owner in self.shared.items()
                         if kinds.get(bag) is Kind.BAG and kinds.get(owner) is Kind.CATEGORICAL}
-        self.vocabularies_: dict[str, Vocabulary | HashedVocabulary] = {}
-        self.bag_lengths_: dict[str, int] = {}
-        self.numeric_stats_: dict[str, tuple[float, float]] = {}
-        self.vector_widths_: dict[str, int] = {}
+
+    def _vocabulary_owners(self) -> list[str]:
+        """The id features that own a vocabulary, in column order: every categorical feature and unshared bag."""
+        return [c.name for c in self.columns_
+                if c.kind in (Kind.CATEGORICAL, Kind.BAG) and c.name not in self.shared_]
+
+    def _accumulate(self, chunk: pa.Table, counts: dict[str, IdCounts], longest: dict[str, int],
+                    moments: dict[str, Moments]) -> None:
+        """Add one chunk to the running statistics: the ids of each counted vocabulary (a bag's tokens flattened; a
+        bag sharing a vocabulary counts into its owner's, so ids seen only in the bag get rows too), the longest list
+        of each bag and vector, and the moments of each numeric feature's log1p counts."""
         for column in self.columns_:
-            values = _column(table, column.name)
+            values = _column(chunk, column.name)
             if column.kind in (Kind.CATEGORICAL, Kind.BAG):
-                if column.name not in self.shared_:
-                    items = self._vocabulary_items(table, column.name, column.kind)
-                    self.vocabularies_[column.name] = self._new_vocabulary(column.name).fit(items)
-                if column.kind is Kind.BAG:
-                    longest = pc.max(pc.list_value_length(values)).as_py() or 0
-                    self.bag_lengths_[column.name] = max(1, min(longest, self.features.bag_max_len))
+                owner = self.shared_.get(column.name, column.name)
+                if owner in counts:  # hashed vocabularies learn nothing, so their ids are not counted
+                    counts[owner].update(pc.list_flatten(values) if column.kind is Kind.BAG else values)
+            if column.kind is Kind.BAG:
+                longest[column.name] = max(longest[column.name], _longest_list(values))
+            elif column.kind is Kind.VECTOR:
+                longest[column.name] = max(longest[column.name], _vector_width(values))
             elif column.kind is Kind.NUMERIC:
-                logged = log1p_counts(_floats(values))
-                std = float(np.nanstd(logged)) if logged.size else 0.0
-                self.numeric_stats_[column.name] = (float(np.nanmean(logged)), std if std > 0 else 1.0)
-            else:
-                self.vector_widths_[column.name] = _vector_width(values)
-        for bag, owner in self.shared_.items():
-            self.vocabularies_[bag] = self.vocabularies_[owner]
-        self.tier_map_ = TierMap().fit(table)
-        self.layout_ = self._layout()
-        return self
-
-    def _vocabulary_items(self, table: pa.Table, name: str, kind: Kind) -> pa.ChunkedArray:
-        """The ids the vocabulary of ``name`` is fitted on: its column (a bag's tokens flattened), then the tokens of
-        every bag sharing it, so ids seen only in those bags (shows streamed but never a candidate) get rows too."""
-        values = _column(table, name)
-        own = pc.list_flatten(values) if kind is Kind.BAG else values
-        sharing = [pc.list_flatten(_column(table, bag)) for bag, owner in self.shared_.items() if owner == name]
-        if not sharing:
-            return own
-        return pa.chunked_array([chunk for part in (own, *sharing) for chunk in as_string(part).chunks], pa.string())
-
-    def _new_vocabulary(self, name: str) -> Vocabulary | HashedVocabulary:
-        buckets = self.features.hash_buckets.get(name)
-        return HashedVocabulary(buckets) if buckets else Vocabulary(self.features.min_count)
+                moments[column.name].update(log1p_counts(_floats(values)))
 
     def _layout(self) -> FeatureLayout:
         categorical = tuple(c.name for c in self.columns_ if c.kind is Kind.CATEGORICAL)
@@ -307,7 +335,20 @@ def _floats(values: pa.ChunkedArray) -> np.ndarray:
     return values.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
+def _longest_list(values: pa.ChunkedArray) -> int:
+    """Length of the longest list in a list column; 0 when every row is null or empty."""
+    return int(pc.max(pc.list_value_length(values)).as_py() or 0)
+
+
 def _vector_width(values: pa.ChunkedArray) -> int:
+    """Width of a vector column: its fixed size, else its longest list."""
     if pa.types.is_fixed_size_list(values.type):
         return values.type.list_size
-    return int(pc.max(pc.list_value_length(values)).as_py() or 0)
+    return _longest_list(values)
+
+
+def _mean_std(moments: Moments) -> tuple[float, float]:
+    """A numeric feature's (mean, std) of log1p counts; a std of 0 (or NaN: no values) becomes 1, so scaling never
+    divides by zero."""
+    mean, std = moments.mean_std()
+    return mean, std if std > 0 else 1.0

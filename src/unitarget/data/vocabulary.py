@@ -42,8 +42,12 @@ class Vocabulary:
         """Learn the ids seen at least ``min_count`` times (nulls ignored), sorted so the vocabulary does not depend on
         row order."""
         counts = pc.value_counts(as_string(values).drop_null())
-        keep = pc.greater_equal(counts.field("counts"), self.min_count)
-        kept = pc.filter(counts.field("values"), keep)
+        return self.fit_counts(counts.field("values"), counts.field("counts"))
+
+    def fit_counts(self, ids: pa.Array, counts: pa.Array) -> "Vocabulary":
+        """Learn from distinct ids and how often each occurred (e.g. summed over a log's chunks): the ids counted at
+        least ``min_count`` times, sorted. ``fit`` counts its column and comes here, so both apply one rule."""
+        kept = pc.filter(ids, pc.greater_equal(counts, self.min_count))
         self.values_ = pc.take(kept, pc.sort_indices(kept))  # sorted: same vocabulary for any row order
         self.__dict__.pop("_rows", None)  # refitted: ``lookup`` rebuilds its dict
         return self
