@@ -142,8 +142,8 @@ class StreamConfig(Strict):
     """How ``train`` reads a log on disk (unitarget.streaming): chunk by chunk into an on-disk cache of encoded rows, then
     batches from shuffle windows of that cache. These sizes, not the log's length, set the memory a training needs."""
 
-    chunk_rows: int = Field(262_144, ge=1_024, description="log rows read, validated and encoded at a time")
-    block_rows: int = Field(65_536, ge=256, description="rows per block of the encoded cache: the unit of shuffling")
+    chunk_rows: int = Field(65_536, ge=1_024, description="log rows read, validated and encoded at a time")
+    block_rows: int = Field(16_384, ge=256, description="rows per block of the encoded cache: the unit of shuffling")
     shuffle_blocks: int = Field(
         16, ge=1, description="blocks drawn at random into each source's shuffle window; rows are shuffled within "
                               "the window (block_rows × shuffle_blocks rows per source in memory)")

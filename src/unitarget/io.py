@@ -81,8 +81,11 @@ def read_log(path: str | Path, columns: list[str] | None = None) -> pa.Table:
 def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.Table]]:
     """(first row, chunk) pairs of at most ``rows`` rows, in log order, for bounded-memory passes.
 
-    A path is read lazily (one record batch ahead, one file at a time), so memory holds a few
-    chunks whatever the log's size; a table is sliced without copying.
+    A path is read file by file and batch by batch (``ParquetFile.iter_batches`` without
+    pre-buffering: a row group's columns are read a buffer at a time, not whole), so memory holds
+    about one chunk whatever the size of the log or of its row groups. Each chunk has the whole
+    log's unified schema, hive partition keys included, as ``read_log`` gives it; a table is
+    sliced without copying.
     """
     if isinstance(data, pa.Table):
         for start in range(0, data.num_rows, rows):
@@ -91,14 +94,36 @@ def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.T
     root = Path(data).expanduser()
     if not root.exists():
         raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
-    start = 0
+    dataset, start = _open_dataset(root), 0
     try:
-        for batch in _open_dataset(root).to_batches(batch_size=rows, batch_readahead=1, fragment_readahead=1):
-            if batch.num_rows:
-                yield start, pa.Table.from_batches([batch])
-                start += batch.num_rows
+        for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
+            keys = ds.get_partition_keys(fragment.partition_expression)
+            file = pq.ParquetFile(fragment.path, pre_buffer=False, buffer_size=_READ_BUFFER)
+            for batch in file.iter_batches(batch_size=rows, use_threads=False):
+                if batch.num_rows:
+                    yield start, _conform(pa.Table.from_batches([batch]), dataset.schema, keys)
+                    start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+#: Bytes read at a time from a column chunk by ``iter_log``.
+_READ_BUFFER = 1 << 20
+
+
+def _conform(table: pa.Table, schema: pa.Schema, keys: Mapping[str, Any]) -> pa.Table:
+    """``table`` (one file's batch) with the log's unified schema: partition keys as columns, columns other files
+    have as nulls, in the schema's order and types."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+        elif field.name in keys:
+            column = pa.array([keys[field.name]] * table.num_rows)
+        else:
+            column = pa.nulls(table.num_rows, field.type)
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.table(columns, schema=schema)
 
 
 def log_files(path: str | Path) -> list[str]:
