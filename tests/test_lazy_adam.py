@@ -101,3 +101,27 @@ def test_both_row_sparse_paths_give_the_dense_gradient(rows):
         grads.append(table.grad)
     assert grads[1].is_sparse and torch.allclose(grads[1].to_dense(), grads[0], atol=1e-6)
     assert 0 not in grads[1].coalesce().indices()[0].tolist()
+
+
+def test_a_ten_million_user_id_space_trains_streamed_with_lazy_updates(tiny_log_path, tmp_path, fast_config,
+                                                                        one_thread):
+    """The path docs/scaling.md gives for a 10 M+ user-id space: hashed ids, lazy updates, the streamed log. A
+    2-wide table keeps the test's memory small (10 M x 2 floats, and Adam's two moments); the width does not change
+    the path."""
+    from unitarget.pipeline import load_log, train
+
+    config = merge(fast_config, {"features": {"hash_buckets": {"user_id": 10_000_000}}, "model": {"embedding_dim": 2},
+                                 "optim": {"embedding_updates": "lazy"}, "train": {"max_epochs": 1}})
+    trained = train(tiny_log_path, tmp_path / "run", config)
+    table = trained.model.embedder.table.weight
+    offset = trained.encoder.layout_.offsets["user_id"]
+    assert table.shape[0] > 10_000_000
+    users = table[offset:offset + 10_000_000].detach()
+    torch.manual_seed(config.train.seed)
+    from unitarget.models import build_model
+
+    start = build_model(config.model, trained.encoder.layout_, trained.model.task_names).embedder.table.weight
+    moved = (users != start[offset:offset + 10_000_000].detach()).any(1)
+    assert 0 < int(moved.sum()) <= 600  # the tiny world's 600 users moved their buckets, no other bucket did
+    probabilities = trained.probabilities(load_log(tiny_log_path, config).slice(0, 500))
+    assert torch.isfinite(torch.from_numpy(probabilities)).all()
