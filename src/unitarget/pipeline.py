@@ -31,6 +31,7 @@ from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
                             run_fingerprint, save_run)
 from unitarget.scoring import predict_probabilities
+from unitarget.training.distributed import DistributedContext
 from unitarget.training.loop import SilentHooks, TrainingHooks, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import TaskSet, labels_of
@@ -129,19 +130,23 @@ def train(
     *,
     resume: bool = False,
     hooks: TrainingHooks | None = None,
+    distributed: DistributedContext = DistributedContext(),
 ) -> TrainedModel:
     """Validate, split by time, fit encoders, train with early stopping, and publish ``out``.
 
     The returned model carries its ``record`` (what ``training.json`` holds). ``resume``
     continues an interrupted run of the same training (same fingerprint) from its last checkpoint:
     the last epoch's end, or a point inside an epoch with ``train.checkpoint_every_steps`` /
-    ``_minutes``; it reaches the weights the uninterrupted run would have.
+    ``_minutes``; it reaches the weights the uninterrupted run would have. Under ``distributed``
+    (torchrun: ``training.distributed.from_env``) every rank reads the log and fits the same
+    (deterministic) encoder, trains its share of each batch, and rank 0 alone writes ``out``.
     """
     started = time.perf_counter()
     split = split_training_log(data, config)
     encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
                              config.shared_vocabularies()).fit(split.older)
-    return _train_and_publish(split, Path(out), config, encoder, resume=resume, hooks=hooks, started=started)
+    return _train_and_publish(split, Path(out), config, encoder, resume=resume, hooks=hooks, started=started,
+                              distributed=distributed)
 
 
 def finetune(
@@ -221,18 +226,20 @@ def _train_and_publish(
     prepare: Callable[[MultiTaskModel], None] | None = None,
     fresh_towers: Sequence[str] | None = None,
     base: TrainedModel | None = None,
+    distributed: DistributedContext = DistributedContext(),
 ) -> TrainedModel:
-    """Train in ``out``'s staging directory and publish it with its record, written once."""
+    """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP)."""
     fit_rows, valid_rows = split.older, split.newest
     train_batch, valid_batch = encoder.transform(fit_rows), encoder.transform(valid_rows)
     setup = build_setup(config, encoder.layout_, train_batch, prepare=prepare, fresh_towers=fresh_towers)
     span = DataSpan.of(fit_rows, valid_rows)
-    staging = Staging(out).start(fingerprint(config, span), resume=resume)
+    staging = Staging(out)
+    distributed.from_main(lambda: staging.start(fingerprint(config, span), resume=resume))
     state = fit(
         setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=lambda m: _validation_score(m, valid_batch, config),
         train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
-        hooks=hooks or SilentHooks(),
+        hooks=hooks or SilentHooks(), distributed=distributed,
     )
     trained = TrainedModel(config, encoder, setup.model)
     old_heads = None
@@ -245,7 +252,7 @@ def _train_and_publish(
         tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
         seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=split.to_dict(),
     )
-    staging.publish(config, encoder, trained.record)
+    distributed.from_main(lambda: staging.publish(config, encoder, trained.record))
     return trained
 
 
