@@ -149,7 +149,8 @@ class DistributedContext:
             except Exception as err:
                 self.broadcast((False, f"{type(err).__name__}: {err}"))
                 raise
-            return self.broadcast((True, value))
+            self.broadcast((True, value))
+            return value
         return self._received(self.broadcast(None))
 
     @contextmanager
