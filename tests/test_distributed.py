@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import FAST
-from tests.ddp_workers import run_ranks
+from tests.ddp_workers import Job, run_hang, run_ranks
 from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, load_model, train
@@ -91,67 +91,92 @@ def test_the_timeout_is_not_part_of_the_fingerprint(fast_config):
     assert training_part(merge(fast_config, {"train": {"ddp_timeout_minutes": 5}})) == training_part(fast_config)
 
 
-@pytest.mark.parametrize("updates", ["dense", "lazy"])
-def test_two_ranks_of_half_the_batch_reach_the_weights_of_one_process(tiny_log_path, tmp_path, fast_config,
-                                                                      one_thread, updates):
-    config = merge(fast_config, {"model": {"batch_norm": False, "dropout": 0.0},
-                                 "optim": {"embedding_updates": updates}})
-    ranks = run_ranks(2, tiny_log_path, tmp_path / "ddp", config.to_json_dict(), tmp_path / "results")
-    single = train(tiny_log_path, tmp_path / "single", config)
-    expected = single.model.state_dict()
-    for rank in ranks:
-        assert rank["weights"].keys() == expected.keys()
-        assert all(torch.equal(rank["weights"][k], ranks[0]["weights"][k]) for k in expected)  # ranks agree
-    difference = max((ranks[0]["weights"][k].double() - expected[k].double()).abs().max().item() for k in expected)
-    print(f"\n{updates}: max |2 x B/2 - 1 x B| over the parameters after {len(single.record.history)} epochs: "
-          f"{difference:.3g}")
-    assert difference <= EXACT_BOUND
-    losses = [(a["train_loss"], b["train_loss"]) for a, b in zip(ranks[0]["history"], single.record.history)]
-    assert all(abs(a - b) <= 1e-6 for a, b in losses)  # the logged loss is the global batch's
+#: 2 × B/2 against 1 × B without batch norm and dropout, with dense and with lazy (row-sparse) embedding updates.
+EXACT = {updates: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0},
+                                                "optim": {"embedding_updates": updates}})
+         for updates in ("dense", "lazy")}
+STOP_AT, STOPPED_AT = (1, 8), (1, 6)  # Ctrl-C after step 8 of epoch 2; the last checkpoint is after its step 6
+TIMINGS = ("seconds", "examples_per_s")
 
 
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _without_timings(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in record.items() if k not in TIMINGS} for record in history]
 
 
 @pytest.fixture(scope="module")
-def two_rank_run(tiny_log_path, tmp_path_factory):
-    """``BN_DROPOUT`` on 2 ranks, published: (the run directory, each rank's weights and history)."""
+def spawned(tiny_log_path, tmp_path_factory):
+    """One spawn of 2 ranks (the imports paid once) that trains, one after the other: ``EXACT``'s two
+    configurations, ``BN_DROPOUT``, and ``BN_DROPOUT`` again stopped at ``STOP_AT`` (left to resume). Returns the
+    root folder and each finished job's per-rank results."""
     root = tmp_path_factory.mktemp("ddp")
-    return root / "run", run_ranks(2, tiny_log_path, root / "run", BN_DROPOUT.to_json_dict(), root / "results")
+    jobs = [Job(name, str(tiny_log_path), str(root / name), config.to_json_dict()) for name, config in EXACT.items()]
+    jobs.append(Job("bn", str(tiny_log_path), str(root / "bn"), BN_DROPOUT.to_json_dict()))
+    jobs.append(Job("stopped", str(tiny_log_path), str(root / "stopped"), BN_DROPOUT.to_json_dict(), stop_at=STOP_AT))
+    return root, run_ranks(2, jobs, root / "results")
 
 
-def test_ranks_end_with_identical_weights_and_publish_an_ordinary_run(two_rank_run, tiny_log):
-    out, ranks = two_rank_run
+@pytest.mark.parametrize("updates", list(EXACT))
+def test_two_ranks_of_half_the_batch_reach_the_weights_of_one_process(spawned, tiny_log_path, tmp_path,
+                                                                      one_thread, updates):
+    ranks = spawned[1][updates]
+    single = train(tiny_log_path, tmp_path / "single", EXACT[updates])
+    expected = single.model.state_dict()
+    assert _same(ranks[1]["weights"], ranks[0]["weights"])  # the ranks agree exactly
+    difference = max((ranks[0]["weights"][k].double() - expected[k].double()).abs().max().item() for k in expected)
+    steps = sum(1 for _ in single.record.history) * 37
+    print(f"\n{updates}: max |2 x B/2 - 1 x B| over the parameters after {len(single.record.history)} epochs "
+          f"(~{steps} steps): {difference:.3g}")
+    assert difference <= EXACT_BOUND
+    for two, one in zip(ranks[0]["history"], single.record.history):  # the logged loss is the global batch's
+        assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-6)
+        assert two["valid_score"] == pytest.approx(one["valid_score"], abs=1e-4)
+
+
+def test_ranks_end_with_identical_weights_and_publish_an_ordinary_run(spawned, tiny_log):
+    root, results = spawned
+    ranks = results["bn"]
     first = ranks[0]["weights"]
-    assert all(torch.equal(rank["weights"][k], first[k]) for rank in ranks[1:] for k in first)  # buffers too
-    assert ranks[1]["history"] == ranks[0]["history"]  # every rank saw rank 0's validation
-    run = load_model(out)  # what predict, evaluate and export read: the same kind of run as one process writes
-    assert all(torch.equal(run.model.state_dict()[k], first[k]) for k in first)
-    assert [h["valid_score"] for h in run.record.history] == [h["valid_score"] for h in ranks[0]["history"]]
+    assert _same(ranks[1]["weights"], first)  # batch-norm buffers too: rank 0's
+    assert _without_timings(ranks[1]["history"]) == _without_timings(ranks[0]["history"])  # rank 0's validation
+    run = load_model(root / "bn")  # what predict, evaluate and export read: the same kind of run as one process's
+    assert _same(run.model.state_dict(), first)
+    assert _without_timings(run.record.history) == _without_timings(ranks[0]["history"])
     assert run.predict(load_log(tiny_log.slice(0, 50), run.config, require_labels=False)).num_rows == 50
-    assert not Staging(out).path.exists()
+    assert not Staging(root / "bn").path.exists()
 
 
-def test_with_batch_norm_two_ranks_stay_close_to_one_process(two_rank_run, tiny_log_path, tmp_path, one_thread):
-    _, ranks = two_rank_run
+def test_with_batch_norm_two_ranks_stay_close_to_one_process(spawned, tiny_log_path, tmp_path, one_thread):
+    ranks = spawned[1]["bn"]
     single = train(tiny_log_path, tmp_path / "single", BN_DROPOUT)
     two, one = ranks[0]["history"][-1]["valid_score"], single.record.history[-1]["valid_score"]
     print(f"\nbatch norm + dropout: validation AP 2 ranks {two:.4f}, 1 process {one:.4f}")
     assert abs(two - one) <= BATCH_NORM_AP_MARGIN * one
 
 
-def test_two_ranks_resume_from_rank_0s_checkpoint_to_the_same_weights(two_rank_run, tiny_log_path, tmp_path):
-    _, uninterrupted = two_rank_run
-    out, config = tmp_path / "run", BN_DROPOUT.to_json_dict()
-    run_ranks(2, tiny_log_path, out, config, tmp_path / "stopped", stop_at=(1, 8))
+def test_two_ranks_resume_from_rank_0s_checkpoint_to_the_same_weights(spawned, tiny_log_path, tmp_path):
+    root, results = spawned
+    out = root / "stopped"
     state = torch.load(Staging(out).path / CHECKPOINT_FILE, weights_only=False)["state"]
-    assert (state["epoch"], state["step"]) == (1, 6)  # rank 0's last checkpoint, inside the second epoch
-    resumed = run_ranks(2, tiny_log_path, out, config, tmp_path / "resumed", resume=True)
-    expected = uninterrupted[0]["weights"]
+    assert (state["epoch"], state["step"]) == STOPPED_AT  # rank 0's last checkpoint, inside the second epoch
+    resumed = run_ranks(2, [Job("resumed", str(tiny_log_path), str(out), BN_DROPOUT.to_json_dict(), resume=True)],
+                        tmp_path)["resumed"]
+    expected = results["bn"][0]
     for rank in resumed:  # dropout masks are seeded per (step, rank): the resumed ranks draw the same ones
-        assert all(torch.equal(rank["weights"][k], expected[k]) for k in expected)
-    strip = [{k: v for k, v in h.items() if k not in ("seconds", "examples_per_s")} for h in uninterrupted[0]["history"]]
-    assert [{k: v for k, v in h.items() if k not in ("seconds", "examples_per_s")}
-            for h in resumed[0]["history"]] == strip
+        assert _same(rank["weights"], expected["weights"])
+    assert _without_timings(resumed[0]["history"]) == _without_timings(expected["history"])
+    assert _same(load_model(out).model.state_dict(), expected["weights"])
+
+
+def test_a_rank_left_waiting_gives_up_after_the_process_group_timeout():
+    # what torchrun's agent does not see: a rank that is alive but never joins the collective (a hang)
+    started = time.monotonic()
+    codes = run_hang(timeout_minutes=0.05, hang_s=8)  # a 3-second timeout
+    assert codes[0] == 3  # rank 0's broadcast raised: the timeout applies to the collectives
+    assert time.monotonic() - started < 60
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,3 +232,19 @@ def test_a_killed_rank_ends_the_job_non_zero_within_a_minute(tiny_log_path, tmp_
             launcher.kill()
             launcher.wait(timeout=30)
     assert not out.exists()  # nothing was published
+
+
+def test_train_nproc_launches_torchrun_and_publishes_one_run(tiny_log_path, tmp_path):
+    config_file, out = tmp_path / "fast.json", tmp_path / "run"
+    config_file.write_text(json.dumps(merge(merge(Config(), FAST), {"train": {"max_epochs": 1}}).to_json_dict()))
+    command = [sys.executable, "-m", "unitarget", "train", "--nproc", "2", "--data", str(tiny_log_path),
+               "--out", str(out), "--config", str(config_file)]
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "on 2 ranks" in done.stderr
+    run = load_model(out)
+    assert run.record is not None and len(run.record.history) == 1
+    # a batch that does not split is refused before any process starts
+    refused = subprocess.run([*command[:5], "3", *command[6:]], env=_env(), capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "does not split over 3 ranks" in refused.stderr

@@ -64,6 +64,7 @@ def _launch(nproc: int, data: Path, out: Path, config_file: Path | None, preset:
 
     if distributed.launched_by_torchrun():
         raise UnitargetError("--nproc starts torchrun itself; under torchrun leave it out")
+    distributed.check_supported(load_command_config(config_file, preset, seed), nproc)  # before N processes start
     args = ["train", "--data", str(data), "--out", str(out)]
     args += ["--config", str(config_file)] if config_file else []
     args += ["--preset", preset] if preset else []
