@@ -91,10 +91,12 @@ def test_the_timeout_is_not_part_of_the_fingerprint(fast_config):
     assert training_part(merge(fast_config, {"train": {"ddp_timeout_minutes": 5}})) == training_part(fast_config)
 
 
-#: 2 × B/2 against 1 × B without batch norm and dropout, with dense and with lazy (row-sparse) embedding updates.
-EXACT = {updates: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0},
-                                                "optim": {"embedding_updates": updates}})
-         for updates in ("dense", "lazy")}
+#: 2 × B/2 against 1 × B without batch norm and dropout: dense embedding updates with static loss weights, and lazy
+#: (row-sparse gradients, all-reduced as sparse tensors) with uncertainty weighting (its own parameters' gradients
+#: averaged over the ranks by the loop).
+EXACT = {name: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0},
+                                             "optim": {"embedding_updates": updates}, "loss": {"method": method}})
+         for name, updates, method in (("dense", "dense", "static"), ("lazy-uncertainty", "lazy", "uncertainty"))}
 STOP_AT, STOPPED_AT = (1, 8), (1, 6)  # Ctrl-C after step 8 of epoch 2; the last checkpoint is after its step 6
 TIMINGS = ("seconds", "examples_per_s")
 
@@ -119,17 +121,16 @@ def spawned(tiny_log_path, tmp_path_factory):
     return root, run_ranks(2, jobs, root / "results")
 
 
-@pytest.mark.parametrize("updates", list(EXACT))
+@pytest.mark.parametrize("name", list(EXACT))
 def test_two_ranks_of_half_the_batch_reach_the_weights_of_one_process(spawned, tiny_log_path, tmp_path,
-                                                                      one_thread, updates):
-    ranks = spawned[1][updates]
-    single = train(tiny_log_path, tmp_path / "single", EXACT[updates])
+                                                                      one_thread, name):
+    ranks = spawned[1][name]
+    single = train(tiny_log_path, tmp_path / "single", EXACT[name])
     expected = single.model.state_dict()
     assert _same(ranks[1]["weights"], ranks[0]["weights"])  # the ranks agree exactly
     difference = max((ranks[0]["weights"][k].double() - expected[k].double()).abs().max().item() for k in expected)
-    steps = sum(1 for _ in single.record.history) * 37
-    print(f"\n{updates}: max |2 x B/2 - 1 x B| over the parameters after {len(single.record.history)} epochs "
-          f"(~{steps} steps): {difference:.3g}")
+    print(f"\n{name}: max |2 x B/2 - 1 x B| over the parameters after {len(single.record.history)} epochs: "
+          f"{difference:.3g}")
     assert difference <= EXACT_BOUND
     for two, one in zip(ranks[0]["history"], single.record.history):  # the logged loss is the global batch's
         assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-6)

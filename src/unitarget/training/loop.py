@@ -11,6 +11,10 @@ steps inside an epoch (``training.trigger``). It holds the epoch's position (ste
 sum and examples) besides the weights, optimiser, schedule, balancer and the torch RNG state: a
 resumed run redraws the epoch's batches from (seed, epoch), skips the ones done, restores the RNG
 (dropout) as it was after the last of them, and so reaches the weights an uninterrupted run would.
+
+Under torchrun (``training.distributed``) the same loop runs on every rank: each trains its share of
+every global batch through the model in DDP, rank 0 validates and writes the store, and every rank
+receives what rank 0 decided and loaded. For a single process none of this happens.
 """
 
 from __future__ import annotations
