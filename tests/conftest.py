@@ -25,14 +25,18 @@ def tiny_log(tiny_log_path: Path) -> pa.Table:
     return read_log(tiny_log_path)
 
 
+#: Small model and batches so a training run takes about a second.
+FAST = {
+    "model": {"hidden": [32, 16], "tower_hidden": [8], "embedding_dim": 8},
+    "train": {"batch_size": 512, "max_epochs": 2, "patience": 2, "valid_days": 4, "threads": 1},
+    "optim": {"warmup_steps": 5},
+}
+
+
 @pytest.fixture
 def fast_config() -> Config:
     """Small model and batches so a training run takes about a second."""
-    return merge(Config(), {
-        "model": {"hidden": [32, 16], "tower_hidden": [8], "embedding_dim": 8},
-        "train": {"batch_size": 512, "max_epochs": 2, "patience": 2, "valid_days": 4, "threads": 1},
-        "optim": {"warmup_steps": 5},
-    })
+    return merge(Config(), FAST)
 
 
 @pytest.fixture

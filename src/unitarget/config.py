@@ -112,7 +112,8 @@ def native_bf16() -> bool:
 
 class TrainConfig(Strict):
     """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
-    bf16 autocast, the inference slice size and how often a long epoch is checkpointed for ``--resume``."""
+    bf16 autocast, the inference slice size, how often a long epoch is checkpointed for ``--resume`` and how long a
+    data-parallel rank waits for the others."""
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
@@ -131,6 +132,10 @@ class TrainConfig(Strict):
         None, gt=0, description="also write the resumable checkpoint inside an epoch once this many minutes have "
                                 "passed since the last one (with checkpoint_every_steps: whichever comes first); "
                                 "None = only at epoch ends")
+    ddp_timeout_minutes: float = Field(
+        30.0, gt=0, description="data-parallel training (torchrun): how long a rank waits in a collective for the "
+                                "others, e.g. while rank 0 validates, before it gives up and exits non-zero. It "
+                                "never changes the weights")
 
     @property
     def use_bf16(self) -> bool:

@@ -33,6 +33,7 @@ from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, Traini
 from unitarget.scoring import predict_probabilities
 from unitarget.streaming import Progress, prepare_cache
 from unitarget.training.batches import TrainingRows, ValidationRows
+from unitarget.training.distributed import DistributedContext
 from unitarget.training.loop import SilentHooks, TrainingHooks, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import TaskSet, labels_of
@@ -122,6 +123,7 @@ def train(
     hooks: TrainingHooks | None = None,
     cache: str | Path | None = None,
     progress: Progress | None = None,
+    distributed: DistributedContext = DistributedContext(),
 ) -> TrainedModel:
     """Validate, split by time, fit encoders, train with early stopping, and publish ``out``.
 
@@ -132,7 +134,10 @@ def train(
     The returned model carries its ``record`` (what ``training.json`` holds). ``resume``
     continues an interrupted run of the same training (same fingerprint) from its last checkpoint:
     the last epoch's end, or a point inside an epoch with ``train.checkpoint_every_steps`` /
-    ``_minutes``; it reaches the weights the uninterrupted run would have.
+    ``_minutes``; it reaches the weights the uninterrupted run would have. Under ``distributed``
+    (torchrun: ``training.distributed.from_env``) rank 0 builds the encoded cache and the other
+    ranks read it (a table in memory: every rank fits the same deterministic encoder), each rank
+    trains its share of every global batch, and rank 0 alone writes ``out``.
     """
     started, out = time.perf_counter(), Path(out)
     if isinstance(data, pa.Table):
@@ -142,12 +147,14 @@ def train(
         prepared = _in_memory(split, encoder)
     else:
         root = Path(cache) if cache is not None else out.parent / f".{out.name}.cache"
-        encoded = prepare_cache(data, config, root, progress)
+        with distributed.main_first():  # rank 0 builds the cache; the others then find it and read it
+            encoded = prepare_cache(data, config, root, progress if distributed.is_main else None)
         encoder = encoded.encoder
         prepared = _Prepared(CachedRows(encoded, config.sources), ValidationRows.of_shard(encoded.valid),
                              _span(encoded.info["span"]), _window(encoded.info["cut"]),
                              {"cache": encoded.key, "stream": config.stream.model_dump()})
-    return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started)
+    return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started,
+                              distributed=distributed)
 
 
 def finetune(
@@ -258,15 +265,17 @@ def _train_and_publish(
     prepare: Callable[[MultiTaskModel], None] | None = None,
     fresh_towers: Sequence[str] | None = None,
     base: TrainedModel | None = None,
+    distributed: DistributedContext = DistributedContext(),
 ) -> TrainedModel:
-    """Train in ``out``'s staging directory and publish it with its record, written once."""
+    """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP)."""
     setup = build_setup(config, encoder.layout_, prepared.rows, prepare=prepare, fresh_towers=fresh_towers)
-    staging = Staging(out).start(fingerprint(config, prepared.span, prepared.streamed), resume=resume)
+    staging = Staging(out)
+    distributed.from_main(lambda: staging.start(fingerprint(config, prepared.span, prepared.streamed), resume=resume))
     state = fit(
         setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=lambda m: _validation_score(m, prepared.valid, config),
         train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
-        hooks=hooks or SilentHooks(),
+        hooks=hooks or SilentHooks(), distributed=distributed,
     )
     trained = TrainedModel(config, encoder, setup.model)
     old_heads = None
@@ -279,7 +288,7 @@ def _train_and_publish(
         tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
         seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=prepared.window,
     )
-    staging.publish(config, encoder, trained.record)
+    distributed.from_main(lambda: staging.publish(config, encoder, trained.record))
     return trained
 
 

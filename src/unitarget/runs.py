@@ -13,8 +13,8 @@ replaces a good run and no published run is ever rewritten. ``resume`` continues
 directory's last checkpoint when the fingerprint of the interrupted run matches.
 
 One fingerprint identifies a training: the *training part* of the configuration (everything but
-``simulate``, ``evaluation.test_days``, ``train.threads`` and how often ``train`` checkpoints,
-which do not change the weights)
+``simulate``, ``evaluation.test_days``, ``train.threads``, how often ``train`` checkpoints and
+``train.ddp_timeout_minutes``, which do not change the weights)
 and the fit / validation rows (count and time range). ``--resume`` and run reuse (``ablate``,
 ``reproduce --full``) both compare it, and it is recomputed from a run's own ``config.json`` and
 ``training.json``, so runs written before it existed are recognised too.
@@ -111,15 +111,16 @@ class TrainingRecord:
         return cls(span=span, **kept)
 
 
-#: ``train`` settings that do not change the weights: the thread count, and how often a checkpoint is written (a
-#: resumed run reaches the same weights wherever it was checkpointed), so ``--resume`` may change them.
-_NOT_TRAINING = ("threads", "checkpoint_every_steps", "checkpoint_every_minutes")
+#: ``train`` settings that do not change the weights: the thread count, how often a checkpoint is written (a
+#: resumed run reaches the same weights wherever it was checkpointed) and the data-parallel timeout, so ``--resume``
+#: may change them.
+_NOT_TRAINING = ("threads", "checkpoint_every_steps", "checkpoint_every_minutes", "ddp_timeout_minutes")
 
 
 def training_part(config: Config) -> dict[str, Any]:
     """The configuration that decides the weights: all of it but the simulation, the test split
-    (``evaluation.test_days``, which ``train`` never reads), the thread count and the checkpoint
-    frequency (so a run's fingerprint is what it was before those options existed)."""
+    (``evaluation.test_days``, which ``train`` never reads), the thread count, the checkpoint
+    frequency and the data-parallel timeout (so a run's fingerprint is what it was before those options existed)."""
     part = config.to_json_dict()
     del part["stream"]  # how a log on disk is read: the streamed run's fingerprint names it (``streamed``)
     del part["simulate"]

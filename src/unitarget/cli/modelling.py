@@ -43,27 +43,64 @@ def train(
     cache: Annotated[Optional[Path], typer.Option(help="directory of the encoded cache the log is read into "
                                                        "(default: .<out>.cache beside --out); reused while the "
                                                        "log and the encoding settings are unchanged")] = None,
+    nproc: Annotated[int, typer.Option(min=1, help="data-parallel training on N local processes: launches "
+                                                   "`torchrun --standalone --nproc-per-node N -m unitarget train` "
+                                                   "with the other options (docs/scaling.md)")] = 1,
 ) -> None:
-    """Train a model on an impression log (validated against the data contract first).
+    """Train a model on an impression log (validated against the data contract first); under torchrun, one
+    model data-parallel over its processes.
 
     The log is read chunk by chunk into an on-disk cache of encoded rows and trained on from there, so memory is set
     by the [stream] settings, not by the log's size."""
+    from unitarget.training import distributed
+
+    if nproc > 1:
+        raise typer.Exit(_launch(nproc, data, out, config_file, preset, seed, resume, cache))
+    config = load_command_config(config_file, preset, seed)
+    set_threads(config.train.threads)
+    with distributed.from_env(config) as context:
+        _train_command(data, out, config, preset, resume, cache, context)
+
+
+def _launch(nproc: int, data: Path, out: Path, config_file: Path | None, preset: str | None, seed: int | None,
+            resume: bool, cache: Path | None) -> int:
+    """``train --nproc N``: the same command on N processes through torchrun's Python API; its exit status."""
+    from unitarget.errors import UnitargetError
+    from unitarget.training import distributed
+
+    if distributed.launched_by_torchrun():
+        raise UnitargetError("--nproc starts torchrun itself; under torchrun leave it out")
+    distributed.check_supported(load_command_config(config_file, preset, seed), nproc)  # before N processes start
+    args = ["train", "--data", str(data), "--out", str(out)]
+    args += ["--config", str(config_file)] if config_file else []
+    args += ["--preset", preset] if preset else []
+    args += ["--seed", str(seed)] if seed is not None else []
+    args += ["--resume"] if resume else []
+    args += ["--cache", str(cache)] if cache else []
+    return distributed.launch(nproc, args)
+
+
+def _train_command(data: Path, out: Path, config, preset: str | None, resume: bool, cache: Path | None,
+                   context) -> None:
+    """Train (on this rank's share under DDP) and report; only rank 0 shows progress and the result."""
     from unitarget.io import count_rows
     from unitarget.pipeline import train as train_model
     from unitarget.progress import RichCacheProgress, RichTrainingHooks
     from unitarget.runs import TRAINING_FILE
+    from unitarget.training.loop import SilentHooks
 
-    config = load_command_config(config_file, preset, seed)
-    set_threads(config.train.threads)
+    hooks = RichTrainingHooks(console, preset or "train") if context.is_main else SilentHooks()
     progress = RichCacheProgress(console, count_rows(data))
     try:
-        trained = train_model(data, out, config, resume=resume, hooks=RichTrainingHooks(console, preset or "train"),
-                              cache=cache, progress=progress)
+        trained = train_model(data, out, config, resume=resume, hooks=hooks, distributed=context, cache=cache,
+                              progress=progress)
     finally:
         progress.close()
     record = trained.record
-    console.print(f"model written to {out}: best epoch {record.best_epoch + 1} of {len(record.history)}, "
-                  f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
+    if context.is_main:
+        ranks = f" on {context.world} ranks" if context.parallel else ""
+        console.print(f"model written to {out}{ranks}: best epoch {record.best_epoch + 1} of {len(record.history)}, "
+                      f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
 
 
 @app.command()

@@ -11,6 +11,10 @@ steps inside an epoch (``training.trigger``). It holds the epoch's position (ste
 sum and examples) besides the weights, optimiser, schedule, balancer and the torch RNG state: a
 resumed run redraws the epoch's batches from (seed, epoch), skips the ones done, restores the RNG
 (dropout) as it was after the last of them, and so reaches the weights an uninterrupted run would.
+
+Under torchrun (``training.distributed``) the same loop runs on every rank: each trains its share of
+every global batch through the model in DDP, rank 0 validates and writes the store, and every rank
+receives what rank 0 decided and loaded. For a single process none of this happens.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from unitarget.errors import UnitargetError
 from unitarget.models import MultiTaskModel
 from unitarget.training.balancing import LossBalancer, SharedParameters
 from unitarget.training.batches import BatchStream
+from unitarget.training.distributed import DistributedContext, Replica
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
 from unitarget.training.trigger import CheckpointTrigger
@@ -142,13 +147,18 @@ def fit(
     store: TrainingStore,
     resume: bool = False,
     hooks: TrainingHooks = SilentHooks(),
+    distributed: DistributedContext = DistributedContext(),
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best validation weights.
 
     ``resume`` continues from the store's last checkpoint, an epoch-end one or (with
     ``train.checkpoint_every_steps`` / ``_minutes``) one between two steps, and reaches the weights
-    and history (timings aside) the uninterrupted run would have.
+    and history (timings aside) the uninterrupted run would have. Under ``distributed`` (torchrun,
+    ``training.distributed``) ``batches`` are the global batches, of which this rank trains its share;
+    rank 0 validates and writes the store, and every rank gets its decisions.
     """
+    store, batches = distributed.store(store), distributed.batches(batches)
+    replica = distributed.replica(model, balancer, train_config.seed)
     optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
     scheduler = make_scheduler(optimizer, optim_config, len(batches) * train_config.max_epochs)
     parts = _Parts(model, optimizer, scheduler, balancer)
@@ -157,9 +167,9 @@ def fit(
                                                                train_config.checkpoint_every_minutes))
     while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
         epoch = state.epoch
-        _train_epoch(parts, tasks, batches, state, train_config.use_bf16, hooks, checkpoints)
-        # ---- validate, keep the best weights, checkpoint
-        score, details = validate(model)
+        _train_epoch(parts, replica, tasks, batches, state, train_config.use_bf16, hooks, checkpoints)
+        # ---- validate (rank 0 under DDP, its score broadcast), keep the best weights, checkpoint
+        score, details = distributed.from_main(lambda: validate(model))
         improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
         if improved:
             state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
@@ -229,28 +239,32 @@ class _Checkpoints:
             self.write(state)
 
 
-def _train_epoch(parts: _Parts, tasks: TaskSet, batches: BatchStream, state: TrainState, bf16: bool,
-                 hooks: TrainingHooks, checkpoints: _Checkpoints) -> None:
+def _train_epoch(parts: _Parts, replica: Replica, tasks: TaskSet, batches: BatchStream, state: TrainState,
+                 bf16: bool, hooks: TrainingHooks, checkpoints: _Checkpoints) -> None:
     """Epoch ``state.epoch`` from step ``state.step`` on (0, or where a mid-epoch checkpoint stopped), adding its
-    steps, losses, examples and time to ``state`` and checkpointing between steps when due."""
+    steps, losses, examples and time to ``state`` and checkpointing between steps when due. The forward goes
+    through ``replica.net`` (the model, or the model in DDP)."""
     model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
     shared = SharedParameters(model.shared_parameters(), model.last_shared_weight())
     model.train()
     started, before, steps = time.perf_counter(), state.seconds, len(batches)
     # The epoch's batches as the uninterrupted run draws them (from (seed, epoch)), less those already done.
     for batch in batches.epoch(state.epoch, state.step):
+        replica.before_step(state.epoch, state.step)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(batch.features)
+            logits = replica.net(batch.features)
         task_losses = tasks.losses(logits, batch.targets)
         if not bool(torch.isfinite(task_losses).all()):
             raise _diverged(state.epoch, state.step, task_losses, tasks, scheduler.get_last_lr()[0])
         optimizer.zero_grad(set_to_none=True)
         loss = balancer.backward(task_losses, shared)
+        replica.after_backward()
         optimizer.step()
         balancer.after_step()
         scheduler.step()
-        loss_value = loss.item()
-        state.step, state.seen, state.loss_sum = state.step + 1, state.seen + len(batch), state.loss_sum + loss_value
+        loss_value = replica.loss(loss)
+        state.step, state.seen = state.step + 1, state.seen + replica.examples(len(batch))
+        state.loss_sum += loss_value
         state.seconds = before + (time.perf_counter() - started)
         checkpoints.after_step(state, steps)
         hooks.on_step(state.epoch, state.step, steps, loss_value, state.seen / state.seconds)
