@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_parquet",
     "atomic_write_text",
+    "count_log_rows",
     "iter_log",
     "publish_directory",
     "read_log",
@@ -63,9 +64,7 @@ def read_log(path: str | Path, columns: list[str] | None = None) -> pa.Table:
         UnitargetError: the path does not exist, the directory holds no Parquet files, a file is not
             Parquet, or the files' schemas cannot be unified.
     """
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    root = _existing(path)
     dataset = _open_dataset(root)
     if columns is not None:
         names = set(dataset.schema.names)
@@ -86,9 +85,7 @@ def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.T
         for start in range(0, data.num_rows, rows):
             yield start, data.slice(start, rows)
         return
-    root = Path(data).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    root = _existing(data)
     start = 0
     try:
         for batch in _open_dataset(root).to_batches(batch_size=rows, batch_readahead=1, fragment_readahead=1):
@@ -97,6 +94,24 @@ def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.T
                 start += batch.num_rows
     except (pa.ArrowException, OSError) as exc:
         raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+def count_log_rows(path: str | Path) -> int:
+    """The number of rows of the log at ``path``, from the Parquet footers (no data is read): the
+    total of a progress bar over a streamed log."""
+    root = _existing(path)
+    try:
+        return _open_dataset(root).count_rows()
+    except (pa.ArrowException, OSError) as exc:
+        raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+def _existing(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded; a ``UnitargetError`` naming it when there is nothing there."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    return root
 
 
 def _open_dataset(root: Path) -> ds.FileSystemDataset:

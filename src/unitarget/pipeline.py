@@ -7,7 +7,7 @@ training builds is ``training.setup``'s; this module wires them to the contract'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,10 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import ContractError, UnitargetError
-from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult, evaluate_segments
-from unitarget.evaluation.batches import batch_formats, evaluate_batch
+from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
+from unitarget.evaluation.batches import evaluate_batch
 from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
+from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output, iter_log, read_log
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
@@ -88,21 +89,17 @@ class TrainedModel:
                  segments: Sequence[str] = SEGMENTS) -> EvaluationResult:
         """AP, ROC-AUC, log loss and calibration of ``targets`` (default ``evaluation_targets``)
         per popularity segment on labelled contract rows, with the oracle AP where the log carries
-        true probabilities."""
+        true probabilities. The table is held whole; ``evaluate_log`` streams a log instead."""
         targets = self.evaluation_targets() if targets is None else tuple(targets)
+        return self.evaluation_rows(table, targets).evaluate(targets, segments)
+
+    def evaluation_rows(self, table: pa.Table, targets: Sequence[EvalTarget]) -> EvalRows:
+        """Encode and score ``table`` and keep what the metrics of ``targets`` read of each row
+        (the one step ``evaluate`` and ``evaluate_log`` share, so they cannot disagree)."""
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
                                       self.config.train.use_bf16)
-        predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
-        labels, truths = {}, {}
-        for label in {t.label for t in targets}:
-            labels[label] = _float_labels(table, label)
-            truth_column = contract.true_probability_column(label)
-            if truth_column in table.column_names:
-                truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
-        source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-        return evaluate_segments(predictions, labels, source, batch.targets.tier.numpy(), targets, truths or None,
-                                 formats=batch_formats(batch.targets), segments=segments)
+        return EvalRows.of(table, batch.targets, probs, self.model.task_names, targets, self.config.sources)
 
     def save(self, run_dir: str | Path) -> None:
         """Write this model as a run directory (config, encoder, weights, and the record if any)."""
@@ -270,12 +267,6 @@ def _training_rows(table: pa.Table, config: Config) -> pa.Table:
     return rows
 
 
-def _float_labels(table: pa.Table, label: str) -> np.ndarray:
-    if label not in table.column_names:
-        return np.full(table.num_rows, np.nan)
-    return table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
-
-
 def _validation_score(model: MultiTaskModel, valid: Batch, config: Config) -> tuple[float, dict[str, float]]:
     """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
     that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
@@ -301,11 +292,7 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
     rows, writer = 0, None
     with atomic_output(out) as tmp:
         try:
-            for start, chunk in iter_log(data, chunk_rows):
-                try:
-                    chunk = load_log(chunk, model.config, require_labels=False)
-                except ContractError as err:
-                    raise _in_log(err, start) from None
+            for chunk in _validated_chunks(data, model.config, chunk_rows, require_labels=False):
                 predictions = model.predict(chunk)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, predictions.schema)
@@ -316,9 +303,51 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
         finally:
             if writer is not None:
                 writer.close()
-        if writer is None:
-            raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
     return rows
+
+
+def evaluate_log(model: TrainedModel, data: str | Path | pa.Table, targets: Sequence[EvalTarget] | None = None,
+                 segments: Sequence[str] = SEGMENTS, *, chunk_rows: int = 1_000_000,
+                 on_chunk: Callable[[int], None] | None = None) -> EvaluationResult:
+    """``model.evaluate`` on a labelled log of any size, read and scored chunk by chunk: the same
+    result as ``model.evaluate(load_log(data, model.config))``, bit for bit (``aligned_chunks``).
+
+    Memory holds a few chunks (``chunk_rows`` rows, at least ``train.eval_batch_size``) and, for
+    every row of the log, ``EvalRows``' columns: 4 bytes per scored head, 4 per label, 8 per
+    true-probability column and 3 (39 bytes a row with the default tasks; 71 on a synthetic log,
+    which has four true probabilities). At the end the metrics work on one target at a time, with
+    about 100 bytes a row more (135 with true probabilities, for the oracle AP). Each chunk is
+    validated before it is scored: a bad row stops the evaluation with its position in the whole
+    log (impression ids are checked for repeats within a chunk). ``on_chunk`` gets the number of
+    rows scored so far.
+    """
+    targets = model.evaluation_targets() if targets is None else tuple(targets)
+    parts: list[EvalRows] = []
+    rows = 0
+    chunks = _validated_chunks(data, model.config, chunk_rows, require_labels=True)
+    for chunk in aligned_chunks(chunks, model.config.train.eval_batch_size):
+        parts.append(model.evaluation_rows(chunk, targets))
+        rows += chunk.num_rows
+        if on_chunk is not None:
+            on_chunk(rows)
+    return EvalRows.concatenate(parts).evaluate(targets, segments)
+
+
+def _validated_chunks(data: str | Path | pa.Table, config: Config, chunk_rows: int, *,
+                      require_labels: bool) -> Iterator[pa.Table]:
+    """The log's chunks of at most ``chunk_rows`` rows, each validated and ts-normalised
+    (``load_log``) before it is yielded; contract errors name rows of the whole log, and a log
+    without rows is the contract's empty-dataset error once all of it is read."""
+    empty = True
+    for start, chunk in iter_log(data, chunk_rows):
+        try:
+            chunk = load_log(chunk, config, require_labels=require_labels)
+        except ContractError as err:
+            raise _in_log(err, start) from None
+        empty = False
+        yield chunk
+    if empty:
+        raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
 
 
 def _in_log(err: ContractError, start: int) -> ContractError:
