@@ -55,6 +55,35 @@ def test_predict_and_evaluate(trained_run, tiny_log_path):
     assert {r["target"] for r in rows} >= {"promotions_stream", "ads_stream"}
 
 
+def test_evaluate_streams_a_directory_log_to_the_in_memory_result(trained_run, tiny_log, tmp_path):
+    from unitarget.io import atomic_write_json
+    from unitarget.pipeline import load_log, load_model
+
+    for part, start in enumerate(range(0, tiny_log.num_rows, 9_000)):  # files of 9,000 rows, chunks of 7,000
+        (tmp_path / "log").mkdir(exist_ok=True)
+        pq.write_table(tiny_log.slice(start, 9_000), tmp_path / "log" / f"part-{part}.parquet")
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_run / "run"), "--data", str(tmp_path / "log"),
+                                 "--chunk-rows", "7000", "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    model = load_model(trained_run / "run")
+    atomic_write_json(tmp_path / "whole.json", model.evaluate(load_log(tmp_path / "log", model.config)).to_dict())
+    assert (tmp_path / "eval" / "evaluation.json").read_text() == (tmp_path / "whole.json").read_text()
+
+
+@pytest.mark.parametrize("log, message", [
+    (lambda log: log.slice(0, 0), "empty dataset"),
+    (lambda log: log.drop_columns(["stream"]), "missing required column 'stream'"),
+    (lambda log: log.set_column(log.schema.get_field_index("like"), "like", pa.array([3] * log.num_rows)),
+     "like"),
+])
+def test_evaluate_on_a_bad_log_exits_2_with_one_message(trained_run, tiny_log, tmp_path, log, message):
+    pq.write_table(log(tiny_log), tmp_path / "bad.parquet")
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_run / "run"), "--data",
+                                 str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "eval").exists()
+
+
 def test_bad_log_exits_2_with_a_message_naming_the_column(trained_run, tiny_log, tmp_path):
     bad = tiny_log.set_column(tiny_log.schema.get_field_index("stream"), "stream",
                               pa.array([2] * tiny_log.num_rows, pa.int8()))

@@ -35,7 +35,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_parquet",
     "atomic_write_text",
-    "count_rows",
+    "count_log_rows",
     "iter_log",
     "log_files",
     "publish_directory",
@@ -65,9 +65,7 @@ def read_log(path: str | Path, columns: list[str] | None = None) -> pa.Table:
         UnitargetError: the path does not exist, the directory holds no Parquet files, a file is not
             Parquet, or the files' schemas cannot be unified.
     """
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    root = _existing(path)
     dataset = _open_dataset(root)
     if columns is not None:
         names = set(dataset.schema.names)
@@ -91,9 +89,7 @@ def iter_log(data: str | Path | pa.Table, rows: int) -> Iterator[tuple[int, pa.T
         for start in range(0, data.num_rows, rows):
             yield start, data.slice(start, rows)
         return
-    root = Path(data).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    root = _existing(data)
     dataset, start = _open_dataset(root), 0
     try:
         for fragment in sorted(dataset.get_fragments(), key=lambda f: f.path):
@@ -128,21 +124,25 @@ def _conform(table: pa.Table, schema: pa.Schema, keys: Mapping[str, Any]) -> pa.
 
 def log_files(path: str | Path) -> list[str]:
     """The Parquet files a log at ``path`` is read from (one file, or a directory's files in sorted order)."""
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
-    return sorted(_open_dataset(root).files)
+    return sorted(_open_dataset(_existing(path)).files)
 
 
-def count_rows(path: str | Path) -> int:
-    """Rows of the log at ``path``, from the Parquet footers (no data read)."""
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+def count_log_rows(path: str | Path) -> int:
+    """The number of rows of the log at ``path``, from the Parquet footers (no data is read): the
+    total of a progress bar over a streamed log."""
+    root = _existing(path)
     try:
         return _open_dataset(root).count_rows()
     except (pa.ArrowException, OSError) as exc:
         raise UnitargetError(f"cannot read impression log {str(root)!r}: {exc}") from exc
+
+
+def _existing(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded; a ``UnitargetError`` naming it when there is nothing there."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UnitargetError(f"impression log not found: {str(root)!r} does not exist")
+    return root
 
 
 def _open_dataset(root: Path) -> ds.FileSystemDataset:

@@ -22,10 +22,11 @@ from unitarget.data.batch import Batch
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.logs import load_log, training_rows, validated_chunks
 from unitarget.data.split import TimeSplit, split_newest_days
-from unitarget.errors import ContractError, UnitargetError
-from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult, evaluate_segments
-from unitarget.evaluation.batches import batch_formats, evaluate_batch
+from unitarget.errors import UnitargetError
+from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
+from unitarget.evaluation.batches import evaluate_batch
 from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
+from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
@@ -80,21 +81,17 @@ class TrainedModel:
                  segments: Sequence[str] = SEGMENTS) -> EvaluationResult:
         """AP, ROC-AUC, log loss and calibration of ``targets`` (default ``evaluation_targets``)
         per popularity segment on labelled contract rows, with the oracle AP where the log carries
-        true probabilities."""
+        true probabilities. The table is held whole; ``evaluate_log`` streams a log instead."""
         targets = self.evaluation_targets() if targets is None else tuple(targets)
+        return self.evaluation_rows(table, targets).evaluate(targets, segments)
+
+    def evaluation_rows(self, table: pa.Table, targets: Sequence[EvalTarget]) -> EvalRows:
+        """Encode and score ``table`` and keep what the metrics of ``targets`` read of each row
+        (the one step ``evaluate`` and ``evaluate_log`` share, so they cannot disagree)."""
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
                                       self.config.train.use_bf16)
-        predictions = {task: probs[:, j] for j, task in enumerate(self.model.task_names)}
-        labels, truths = {}, {}
-        for label in {t.label for t in targets}:
-            labels[label] = _float_labels(table, label)
-            truth_column = contract.true_probability_column(label)
-            if truth_column in table.column_names:
-                truths[label] = table.column(truth_column).cast(pa.float64()).to_numpy(zero_copy_only=False)
-        source = table.column(contract.SOURCE).cast(pa.string()).to_numpy(zero_copy_only=False)
-        return evaluate_segments(predictions, labels, source, batch.targets.tier.numpy(), targets, truths or None,
-                                 formats=batch_formats(batch.targets), segments=segments)
+        return EvalRows.of(table, batch.targets, probs, self.model.task_names, targets, self.config.sources)
 
     def save(self, run_dir: str | Path) -> None:
         """Write this model as a run directory (config, encoder, weights, and the record if any)."""
@@ -304,12 +301,6 @@ def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
     return found == fingerprint(config, DataSpan.of(split.older, split.newest))
 
 
-def _float_labels(table: pa.Table, label: str) -> np.ndarray:
-    if label not in table.column_names:
-        return np.full(table.num_rows, np.nan)
-    return table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
-
-
 def _validation_score(model: MultiTaskModel, valid: ValidationRows, config: Config) -> tuple[float, dict[str, float]]:
     """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
     that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
@@ -345,6 +336,31 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
         finally:
             if writer is not None:
                 writer.close()
-        if writer is None:
-            raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
     return rows
+
+
+def evaluate_log(model: TrainedModel, data: str | Path | pa.Table, targets: Sequence[EvalTarget] | None = None,
+                 segments: Sequence[str] = SEGMENTS, *, chunk_rows: int = 1_000_000,
+                 on_chunk: Callable[[int], None] | None = None) -> EvaluationResult:
+    """``model.evaluate`` on a labelled log of any size, read and scored chunk by chunk: the same
+    result as ``model.evaluate(load_log(data, model.config))``, bit for bit (``aligned_chunks``).
+
+    Memory holds a few chunks (``chunk_rows`` rows, at least ``train.eval_batch_size``) and, for
+    every row of the log, ``EvalRows``' columns: 4 bytes per scored head, 4 per label, 8 per
+    true-probability column and 3 (39 bytes a row with the default tasks; 71 on a synthetic log,
+    which has four true probabilities). At the end the metrics work on one target at a time, with
+    about 100 bytes a row more (135 with true probabilities, for the oracle AP). Each chunk is
+    validated before it is scored: a bad row stops the evaluation with its position in the whole
+    log (impression ids are checked for repeats within a chunk). ``on_chunk`` gets the number of
+    rows scored so far.
+    """
+    targets = model.evaluation_targets() if targets is None else tuple(targets)
+    parts: list[EvalRows] = []
+    rows = 0
+    chunks = (chunk for _, chunk in validated_chunks(data, model.config, chunk_rows))
+    for chunk in aligned_chunks(chunks, model.config.train.eval_batch_size):
+        parts.append(model.evaluation_rows(chunk, targets))
+        rows += chunk.num_rows
+        if on_chunk is not None:
+            on_chunk(rows)
+    return EvalRows.concatenate(parts).evaluate(targets, segments)

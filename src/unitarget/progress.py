@@ -1,8 +1,12 @@
-"""Training progress for people: a live bar on a terminal, one line per epoch (or cache pass) elsewhere (CI, logs)."""
+"""Progress for people: a live bar on a terminal; elsewhere (CI, logs) one line per training epoch
+and per pass of the encoded cache's build, and nothing while a log is scored (the command's own
+output follows)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -89,3 +93,14 @@ class RichCacheProgress:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+@contextmanager
+def row_progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A bar over the ``total`` rows of a log streamed in chunks; the callable it yields takes the
+    rows done so far (``on_chunk`` of ``pipeline.evaluate_log``). The bar is removed when done."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True,
+                  disable=not console.is_terminal) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)

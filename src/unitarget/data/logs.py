@@ -35,15 +35,21 @@ def _validated(table: pa.Table, config: Config, require_labels: bool) -> pa.Tabl
 def validated_chunks(data: str | Path | pa.Table, config: Config, rows: int, *, require_labels: bool = True,
                      validate: bool = True) -> Iterator[tuple[int, pa.Table]]:
     """(first row, chunk) pairs of the log, each chunk validated (or, with ``validate`` off, for a pass over a log
-    validated before, only ts-normalised): a bad row stops the pass with its row number in the whole log."""
+    validated before, only ts-normalised): a bad row stops the pass with its row number in the whole log, and a log
+    without rows is the contract's empty-dataset error once all of it is read."""
+    empty = True
     for start, chunk in iter_log(data, rows):
+        empty = False
         if not validate:
             yield start, normalise_ts(chunk)
             continue
         try:
-            yield start, _validated(chunk, config, require_labels)
+            chunk = _validated(chunk, config, require_labels)
         except ContractError as err:
             raise in_log(err, start) from None
+        yield start, chunk
+    if empty:
+        raise ContractError("empty dataset: the impression log has 0 rows", column=None, count=0)
 
 
 def in_log(err: ContractError, start: int) -> ContractError:

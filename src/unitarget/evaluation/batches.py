@@ -23,8 +23,13 @@ def label_arrays(targets: Targets, labels: Sequence[str]) -> dict[str, np.ndarra
 
 def batch_formats(targets: Targets) -> np.ndarray:
     """(n,) format name of each encoded row (None for null or other formats)."""
+    return format_names(targets.format.numpy())
+
+
+def format_names(index: np.ndarray) -> np.ndarray:
+    """(n,) format name of each ``Targets.format`` index (None for null or other formats)."""
     names = np.array([*AD_FORMATS, None], dtype=object)
-    return names[targets.format.numpy()]
+    return names[index]
 
 
 def evaluate_batch(
