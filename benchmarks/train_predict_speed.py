@@ -67,7 +67,7 @@ def main() -> None:
         speeds["predict"].append(len(data) / (time.perf_counter() - started))
         if args.reference:
             speeds["reference_train"].append(reference_epoch(
-                reference, data, task_labels, batch_size=config.train.batch_size, steps=len(setup.sampler)))
+                reference, data, task_labels, batch_size=config.train.batch_size, steps=len(setup.batches)))
             speeds["reference_predict"].append(reference_predict(reference, data))
 
     medians = {name: round(statistics.median(values)) for name, values in speeds.items() if values}

@@ -7,7 +7,7 @@ from unitarget.config import Config, ModelConfig
 from unitarget.contract import Group
 from unitarget.data.features import FeatureEncoder
 from unitarget.models import build_model
-from unitarget.training.setup import make_sampler
+from unitarget.training.batches import make_sampler
 from unitarget.studies.ablation import cold_ad_history_mask, paper_variants
 from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler
 from unitarget.training.tasks import TaskSet
@@ -47,7 +47,7 @@ def test_natural_mix_switches_the_sampler(tiny_log):
         config = VARIANTS[name].config(Config(), seed=0)
         tasks = TaskSet(config.tasks, config.sources)
         batch = FeatureEncoder(config.features, config.sources, tasks.labels).fit(tiny_log).transform(tiny_log)
-        assert isinstance(make_sampler(config, batch), expected)
+        assert isinstance(make_sampler(config, batch.targets), expected)
 
 
 @pytest.mark.parametrize("group", list(Group))

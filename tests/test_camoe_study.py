@@ -119,9 +119,9 @@ def test_camoe_arms_train_with_the_configured_sampler_and_loss_balancer(tiny_log
     used = []
     real_fit = study.fit
 
-    def spy(model, tasks, train, **kwargs):
-        state = real_fit(model, tasks, train, **kwargs)
-        used.append((kwargs["sampler"], kwargs["balancer"]))
+    def spy(model, tasks, batches, **kwargs):
+        state = real_fit(model, tasks, batches, **kwargs)
+        used.append((batches.sampler, kwargs["balancer"]))
         return state
 
     monkeypatch.setattr(study, "fit", spy)
