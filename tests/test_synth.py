@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,8 @@ import pytest
 
 from unitarget.contract import LABELS, N_TIERS, REQUIRED_COLUMNS, STANDARD_FEATURES, tier_of
 from unitarget.contract import true_probability_column
-from unitarget.synth import NEVER, Placements, World, WorldParams, generate_log, sample_log, vocab
-from unitarget.synth import write_synthetic_dataset
+from unitarget.synth import NEVER, Placements, World, WorldParams, generate_log, iter_log_tables, sample_log, vocab
+from unitarget.synth import dataset, write_synthetic_dataset
 
 SMALL = WorldParams(n_users=1_500, n_shows=200, n_impressions=20_000, n_days=21, seed=3)
 MID = WorldParams(n_users=10_000, n_shows=4_000, n_impressions=200_000, n_days=28, seed=11)
@@ -272,11 +273,48 @@ def test_save_load_round_trip(small_world: World, tmp_path: Path) -> None:
 
 def test_write_synthetic_dataset(tmp_path: Path) -> None:
     params = WorldParams(n_users=300, n_shows=60, n_impressions=3_000, n_days=14, seed=5)
-    path = write_synthetic_dataset(tmp_path / "data", params)
+    reports: list[tuple[int, int]] = []
+    path = write_synthetic_dataset(tmp_path / "data", params, chunk_rows=400, on_rows=lambda *r: reports.append(r))
     assert path == tmp_path / "data" / "impressions.parquet"
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["impressions.parquet", "world"]
     assert sorted(p.name for p in (tmp_path / "data" / "world").iterdir()) == ["arrays.npz", "world.json"]
+    assert pq.ParquetFile(path).num_row_groups > 1  # written a batch at a time
+    assert reports[0] == (0, 3_000) and reports[-1] == (3_000, 3_000) and len(reports) > 2
     _assert_tables_equal(pq.read_table(path), generate_log(World.load(tmp_path / "data" / "world")))
+
+
+# ---------------------------------------------------------------------------------------------- streaming
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 700, 6_000])
+def test_log_does_not_depend_on_the_chunk_size(small_world: World, small_table: pa.Table, chunk_rows: int) -> None:
+    tables = list(iter_log_tables(small_world, chunk_rows=chunk_rows))
+    assert len(tables) > 1 and all(t.num_rows >= chunk_rows for t in tables[:-1])
+    _assert_tables_equal(pa.concat_tables(tables), small_table)
+
+
+def test_hour_batches_cover_every_hour_without_splitting_one() -> None:
+    per_hour = np.array([0, 5, 0, 3, 9, 1, 0, 0])
+    assert dataset.hour_batches(per_hour, 6) == [(0, 4), (4, 5), (5, 8)]
+    assert dataset.hour_batches(per_hour, 1) == [(0, 2), (2, 4), (4, 5), (5, 8)]  # trailing empty hours join the last
+    assert dataset.hour_batches(per_hour, 100) == [(0, 8)]
+
+
+def test_a_failed_write_leaves_the_previous_log_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = WorldParams(n_users=300, n_shows=60, n_impressions=3_000, n_days=14, seed=5)
+    path = write_synthetic_dataset(tmp_path, params)
+    before = path.read_bytes()
+
+    def fail_after_one(world: World, chunk_rows: int) -> Iterator[pa.Table]:
+        yield next(iter(iter_log_tables(world, chunk_rows)))
+        raise RuntimeError("killed mid-log")
+
+    monkeypatch.setattr(dataset, "iter_log_tables", fail_after_one)
+    with pytest.raises(RuntimeError, match="mid-log"):
+        write_synthetic_dataset(tmp_path, dataclasses.replace(params, seed=6), chunk_rows=400)
+    assert path.read_bytes() == before
+    assert World.load(tmp_path / "world").params == params  # the world is saved only after its log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["impressions.parquet", "world"]  # no temporary file left
 
 
 def test_params_reject_bad_values() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -104,3 +104,28 @@ def row_progress(console: Console, label: str, total: int) -> Iterator[Callable[
                   disable=not console.is_terminal) as progress:
         task = progress.add_task(label, total=total)
         yield lambda done: progress.update(task, completed=done)
+
+
+class RichCountBar:
+    """A live bar for a long library call that reports ``(done, total)``, such as ``write_synthetic_dataset``'s
+    ``on_rows``: it pulses under ``waiting`` until the first report, then counts ``done`` of ``total`` under
+    ``counting`` with the time left. A context manager; silent where the console is not a terminal."""
+
+    def __init__(self, console: Console, waiting: str, counting: str) -> None:
+        self.counting = counting
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
+        )
+        self._task = self._progress.add_task(waiting, total=None)
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        """Show ``done`` of ``total``."""
+        self._progress.update(self._task, description=self.counting, completed=done, total=total)

@@ -21,11 +21,12 @@ def synth(
     days: int = WORLD.n_days, seed: int = WORLD.seed,
 ) -> None:
     """Generate the synthetic world: an impression log with the true probability of every label."""
+    from unitarget.progress import RichCountBar
     from unitarget.synth import write_synthetic_dataset
 
     params = WorldParams(n_users=users, n_shows=shows, n_impressions=impressions, n_days=days, seed=seed)
-    with console.status("generating the synthetic world"):
-        path = write_synthetic_dataset(out, params)
+    with RichCountBar(console, "drawing the latent world", "impressions") as bar:
+        path = write_synthetic_dataset(out, params, on_rows=bar)
     console.print(f"wrote {path}")
 
 

@@ -9,6 +9,7 @@ another just for a type.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -52,6 +53,11 @@ class Placements:
         """Rows ``lo:hi`` of every array, validated again by the constructor."""
         return Placements(**{f.name: getattr(self, f.name)[lo:hi] for f in fields(self)})
 
+    @classmethod
+    def concat(cls, parts: Sequence[Placements]) -> Placements:
+        """The rows of ``parts`` one after another (at least one part)."""
+        return cls(**{f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)})
+
 
 @dataclass(frozen=True)
 class SampledLog:
@@ -62,3 +68,17 @@ class SampledLog:
     ts_us: np.ndarray  # int64 microseconds since the epoch, UTC
     labels: dict[str, np.ndarray]  # int8 per label, -1 where not observed
     truth: dict[str, np.ndarray]  # float64 marginal probability per label, NaN where not observed
+
+    def __len__(self) -> int:
+        return len(self.placements)
+
+    @classmethod
+    def concat(cls, parts: Sequence[SampledLog]) -> SampledLog:
+        """The rows of ``parts`` one after another (at least one part): consecutive time ranges stay sorted."""
+        return cls(
+            placements=Placements.concat([p.placements for p in parts]),
+            campaign=np.concatenate([p.campaign for p in parts]),
+            ts_us=np.concatenate([p.ts_us for p in parts]),
+            labels={k: np.concatenate([p.labels[k] for p in parts]) for k in parts[0].labels},
+            truth={k: np.concatenate([p.truth[k] for p in parts]) for k in parts[0].truth},
+        )
