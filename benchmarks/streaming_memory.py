@@ -1,7 +1,7 @@
 """Peak memory and speed of training from a log on disk: streamed (the default) against in memory.
 
     python benchmarks/streaming_memory.py LOG [LOG ...] [--modes streamed,memory] [--epochs 1] [--threads 2]
-                                          [--out results/bench-streaming.json]
+                                          [--steps N] [--out results/bench-streaming.json]
 
 Each (log, mode) runs in a fresh process under ``/usr/bin/time -v``, so "Maximum resident set
 size" is that run's peak alone:
@@ -13,8 +13,8 @@ size" is that run's peak alone:
   one tensor batch (the path of a table given to the library; what ``unitarget train`` did before).
 
 It prints, per run, the peak RSS, wall seconds, the cache build's seconds (streamed), training
-examples/s of the first epoch (as the loop measures it, validation excluded) and the best
-validation score. Run it with nothing else on the machine; quote medians of repeated runs.
+examples/s of the first epoch (as the loop measures it, validation excluded; with ``--steps N``
+over its first N steps, and no validation score) and the best validation score. Run it with nothing else on the machine; quote medians of repeated runs.
 """
 
 from __future__ import annotations
@@ -34,7 +34,18 @@ import json, sys, time
 from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, train
 from unitarget.streaming import prepare_cache
-log, out, mode, epochs, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+log, out, mode, epochs, threads, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+class Stop(Exception):
+    pass
+class Hooks:  # with a step budget: stop after it, keep the loop's own examples/s
+    speed = None
+    def on_step(self, epoch, step, steps_, loss, examples_per_s):
+        self.speed = examples_per_s
+        if steps and step >= steps:
+            raise Stop
+    def on_epoch_end(self, record):
+        pass
+hooks = Hooks()
 config = merge(Config(), {"train": {"max_epochs": epochs, "threads": threads}})
 import torch; torch.set_num_threads(threads)
 started = time.perf_counter()
@@ -43,22 +54,25 @@ if mode == "streamed":
     from pathlib import Path
     prepare_cache(log, config, Path(out).parent / ("." + Path(out).name + ".cache"))
     build = time.perf_counter() - started
-    model = train(log, out, config)
+    data = log
 else:
-    model = train(load_log(log, config), out, config)
-first = model.record.history[0]
-print("RESULT " + json.dumps({"build_s": build, "examples_per_s": first["examples_per_s"],
-                              "best_valid_score": model.record.best_valid_score,
-                              "train_rows": model.record.span.train_rows}))
+    data = load_log(log, config)
+try:
+    model = train(data, out, config, hooks=hooks)
+    first, score, rows = model.record.history[0]["examples_per_s"], model.record.best_valid_score, model.record.span.train_rows
+except Stop:
+    first, score, rows = hooks.speed, float("nan"), -1
+print("RESULT " + json.dumps({"build_s": build, "examples_per_s": first, "best_valid_score": score,
+                              "train_rows": rows}))
 """
 
 
-def run(log: str, mode: str, epochs: int, threads: int) -> dict:
+def run(log: str, mode: str, epochs: int, threads: int, steps: int) -> dict:
     """One training run in a fresh process under /usr/bin/time -v."""
     work = Path(tempfile.mkdtemp(prefix="bench-streaming-"))
     try:
         proc = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", _CHILD, log, str(work / "run"), mode,
-                               str(epochs), str(threads)], capture_output=True, text=True)
+                               str(epochs), str(threads), str(steps)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{mode} run on {log} failed:\n{proc.stderr[-3000:]}")
         result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
@@ -77,13 +91,15 @@ def main() -> None:
     parser.add_argument("--modes", default="streamed,memory")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps of the first epoch "
+                                                              "(0: train --epochs whole epochs)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}")
     results = []
     for log in args.logs:
         for mode in args.modes.split(","):
-            r = run(log, mode, args.epochs, args.threads)
+            r = run(log, mode, args.epochs, args.threads, args.steps)
             results.append(r)
             build = f"{r['build_s']:.0f} s build, " if r["build_s"] is not None else ""
             print(f"{Path(log).name:<28} {mode:<9} peak RSS {r['peak_rss_gib']:.2f} GiB  wall {r['wall']}  {build}"
