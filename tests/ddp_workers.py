@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 import torch.multiprocessing as mp
+from tests.helpers import StopAt
 
 RANK_FILE = "rank{}.pt"
 
@@ -21,20 +22,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-class _StopAt:
-    """Ctrl-C right after optimiser step ``step`` of epoch ``epoch``, on every rank at once."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step = epoch, step
-
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
-        if (epoch, step) == (self.epoch, self.step):
-            raise KeyboardInterrupt
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass
 
 
 @dataclass(frozen=True)
@@ -63,7 +50,7 @@ def train_rank(rank: int, world: int, port: int, jobs: list[Job], results: str) 
     context = None
     for job in jobs:  # one process group for all (from_env keeps a running one): destroyed after the last job
         config = config_from_mapping(job.config, job.name)
-        hooks = SilentHooks() if job.stop_at is None else _StopAt(*job.stop_at)
+        hooks = SilentHooks() if job.stop_at is None else StopAt(*job.stop_at)
         context = from_env(config)
         try:
             trained = train(job.log, job.out, config, resume=job.resume, hooks=hooks, distributed=context)

@@ -45,3 +45,18 @@ def tiny_batch(layout: FeatureLayout, sources: list[int], n_labels: int = 4, see
 def with_formats(batch: Batch, formats: list[int]) -> Batch:
     """``batch`` with these format indices (``tiny_batch`` leaves the format unencoded)."""
     return Batch(batch.features, replace(batch.targets, format=torch.tensor(formats)))
+
+
+class StopAt:
+    """Training hooks that Ctrl-C right after optimiser step ``step`` of epoch ``epoch`` (on every rank at once under
+    DDP): an interrupted run to resume."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        self.epoch, self.step = epoch, step
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        if (epoch, step) == (self.epoch, self.step):
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, record: dict) -> None:
+        pass

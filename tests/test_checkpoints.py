@@ -22,6 +22,7 @@ from unitarget.pipeline import load_model, train
 from unitarget.runs import CHECKPOINT_FILE, DataSpan, Staging, fingerprint, training_part
 from unitarget.training import checkpoint, trigger
 from unitarget.training.trigger import CheckpointTrigger
+from tests.helpers import StopAt
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 TIMINGS = ("seconds", "examples_per_s")
@@ -41,20 +42,6 @@ def _staged_state(out: Path) -> dict:
     return checkpoint.load(Staging(out).path / CHECKPOINT_FILE)["state"]
 
 
-class _StopAt:
-    """Ctrl-C right after optimiser step ``step`` of epoch ``epoch``."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.epoch, self.step = epoch, step
-
-    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
-        if (epoch, step) == (self.epoch, self.step):
-            raise KeyboardInterrupt
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass
-
-
 @pytest.mark.parametrize(("overrides", "every", "stop", "resumes_at"), [
     # dropout draws from torch's RNG at every step: the checkpoint's RNG state must be restored
     ({"model": {"dropout": 0.2}}, 3, (1, 8), (1, 6)),
@@ -67,7 +54,7 @@ def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(tiny_log, tmp
     uninterrupted = train(tiny_log, tmp_path / "full", config)
     checkpointed = merge(config, {"train": {"checkpoint_every_steps": every}})
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_log, tmp_path / "run", checkpointed, hooks=_StopAt(*stop))
+        train(tiny_log, tmp_path / "run", checkpointed, hooks=StopAt(*stop))
     state = _staged_state(tmp_path / "run")
     assert (state["epoch"], state["step"]) == resumes_at  # the steps after the last checkpoint are lost
     assert state["seen"] == resumes_at[1] * config.train.batch_size and state["loss_sum"] > 0

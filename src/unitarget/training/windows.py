@@ -42,10 +42,15 @@ class _SourceWindows:
         self.n_blocks = -(-shard.rows // block_rows)
         self.pass_, self.window, self.offset = 0, -1, 0
         self.rows: dict[str, np.ndarray] = {}
+        self._plan: tuple[int, list[np.ndarray]] = (-1, [])
 
     def _windows(self, pass_: int) -> list[np.ndarray]:
-        order = np.random.default_rng([*self.seeds, pass_]).permutation(self.n_blocks)
-        return [np.sort(order[i:i + self.window_blocks]) for i in range(0, self.n_blocks, self.window_blocks)]
+        """The blocks of each window of pass ``pass_`` (drawn once per pass)."""
+        if self._plan[0] != pass_:
+            order = np.random.default_rng([*self.seeds, pass_]).permutation(self.n_blocks)
+            self._plan = (pass_, [np.sort(order[i:i + self.window_blocks])
+                                  for i in range(0, self.n_blocks, self.window_blocks)])
+        return self._plan[1]
 
     def _block_size(self, block: int) -> int:
         return min(self.block_rows, self.shard.rows - block * self.block_rows)
