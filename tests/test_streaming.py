@@ -19,7 +19,7 @@ from unitarget.errors import ContractError
 from unitarget.pipeline import split_training_log, train
 from unitarget.streaming import prepare_cache
 from unitarget.training.tasks import labels_of
-from unitarget.training.windows import CachedRows, WindowedBatches
+from unitarget.training.windows import CachedRows, FixedCounts, WindowedBatches
 
 SMALL_STREAM = {"stream": {"chunk_rows": 5_000, "block_rows": 1_000, "shuffle_blocks": 3}}
 
@@ -74,10 +74,10 @@ def _numbered_shard(directory, rows: int, source: int) -> Shard:
 
 def test_windowed_batches_keep_the_source_counts_and_visit_every_row_once_a_pass(tmp_path):
     shards = {0: _numbered_shard(tmp_path / "a", 1_000, 0), 1: _numbered_shard(tmp_path / "b", 300, 1)}
-    stream = WindowedBatches(shards, {0: 60, 1: 40}, 16, block_rows=64, window_blocks=3, seed=1)
+    stream = WindowedBatches(shards, FixedCounts({0: 60, 1: 40}, 16), block_rows=64, window_blocks=3, seed=1)
     drawn = {0: [], 1: []}
     for batch in stream.epoch(0):
-        for s, count in stream.counts.items():
+        for s, count in stream.plan.counts.items():
             rows = batch.features.dense[batch.targets.source == s, 0]
             assert len(rows) == count
             drawn[s].append(rows)
@@ -110,12 +110,13 @@ def test_balanced_batches_cycle_the_small_source(tiny_log_path, tmp_path, stream
     config = merge(stream_config, {"sampling": {"balanced": True, "ratios": {"promotions": 0.5, "ads": 0.5}}})
     rows = CachedRows(prepare_cache(tiny_log_path, config, tmp_path / "cache"), config.sources)
     stream = rows.batches(config)
-    assert set(stream.counts.values()) == {config.train.batch_size // 2}
+    counts = stream.plan.counts
+    assert set(counts.values()) == {config.train.batch_size // 2}
     small = min(stream.shards, key=lambda s: stream.shards[s].rows)
-    needed = stream.counts[small] * len(stream)
+    needed = counts[small] * len(stream)
     assert needed > stream.shards[small].rows  # the small source runs out inside the epoch and is cycled
     batches = list(stream.epoch(0))
-    assert all(int((b.targets.source == small).sum()) == stream.counts[small] for b in batches)
+    assert all(int((b.targets.source == small).sum()) == counts[small] for b in batches)
 
 
 def test_a_rerun_reuses_the_cache_and_a_changed_log_or_setting_rebuilds_it(tiny_log, tmp_path, stream_config):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
@@ -64,6 +64,9 @@ class FeaturesConfig(Strict):
     drop_groups: tuple[Group, ...] = Field((), description="feature groups removed (ablations)")
     time_features: bool = Field(True, description="hour of day and weekday derived from ts")
     min_count: int = Field(2, ge=1, description="ids seen fewer times share the out-of-vocabulary row")
+    min_count_by_group: dict[Group, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="feature group -> min_count of its id features (a bag that shares another "
+                                          "feature's vocabulary follows that feature's group); others use min_count")
     hash_buckets: dict[str, int] = Field(
         default_factory=dict, description="feature -> number of hash buckets, for huge id spaces"
     )
@@ -72,13 +75,25 @@ class FeaturesConfig(Strict):
 
 class SamplingConfig(Strict):
     """How mini-batches mix the sources: source-balanced with these shares (paper, section 3.3) or the natural mix of
-    the log."""
+    the log; balanced by resampling the rows or by reweighting their losses."""
 
     balanced: bool = Field(True, description="source-balanced mini-batches (paper, section 3.3)")
     ratios: dict[str, float] = Field(
         default_factory=lambda: {contract.ADS: 0.5, contract.PROMOTIONS: 0.5},
         description="share of each source in a batch; renormalised over the sources trained on",
     )
+    mode: Literal["resample", "reweight"] = Field(
+        "resample", description="how balanced batches reach the ratios: resample = every batch holds each source's "
+                                "share of rows (a small source is cycled, its rows repeat within an epoch); "
+                                "reweight = one shuffled pass over the natural mix (no row twice in an epoch), each "
+                                "row's loss weighted by ratio / natural share of its source (mean weight 1)")
+
+    @model_validator(mode="after")
+    def _reweight_is_balanced(self) -> "SamplingConfig":
+        if self.mode == "reweight" and not self.balanced:
+            raise ValueError("sampling.mode = 'reweight' weights the natural mix toward sampling.ratios, so it needs "
+                             "sampling.balanced = true (balanced = false trains on the natural mix unweighted)")
+        return self
 
 
 class LossConfig(Strict):
@@ -232,6 +247,9 @@ class Config(Strict):
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
         if self.evaluation.selection_task not in (None, *names):
             raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
+        if self.loss.method == "pcgrad" and any(self.model.embedding_decay.values()):
+            raise ValueError("model.embedding_decay adds its gradient inside the embedding lookup's backward, which "
+                             "pcgrad runs once per task; use another loss.method with it")
         if self.optim.embedding_updates == "lazy" and self.loss.method in ("gradnorm", "pcgrad"):
             raise ValueError(f"optim.embedding_updates = 'lazy' needs dense gradients that loss.method "
                              f"{self.loss.method!r} does not give; use 'dense' with it")

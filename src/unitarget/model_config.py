@@ -3,11 +3,12 @@ cross layers, target attention, experts and linear baseline (``config.Config`` h
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unitarget import contract
+from unitarget.contract import Group
 
 #: The contract's ad formats as a type, so a misspelt format fails validation naming the field.
 AdFormat = Literal["audio", "video", "display"]
@@ -85,10 +86,25 @@ class ModelConfig(Strict):
     tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = True
+    embedding_decay: dict[Group, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=dict, description="feature group -> λ: training adds λ·||e||² of every embedding row a batch "
+                                          "reads for the group's features (a bag's tokens: their mean), averaged "
+                                          "over the batch; rows no batch reads get no decay (models/regularisers.py)")
+    embedding_dropout: dict[Group, Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        default_factory=dict, description="feature group -> p: in training, each of the group's features reads as "
+                                          "absent (its out-of-vocabulary row; an empty bag) with probability p, per "
+                                          "row and feature; never at inference")
     experts: ExpertsConfig = ExpertsConfig()
     cross: CrossConfig = CrossConfig()
     attention: AttentionConfig = AttentionConfig()
     linear: LinearConfig = LinearConfig()
+
+    @model_validator(mode="after")
+    def _embedding_regularisers_are_valid(self) -> "ModelConfig":
+        if self.encoder == "linear" and (any(self.embedding_decay.values()) or any(self.embedding_dropout.values())):
+            raise ValueError("encoder linear has no embeddings: model.embedding_decay and model.embedding_dropout "
+                             "apply to the deep encoders only")
+        return self
 
     @model_validator(mode="after")
     def _experts_exist(self) -> "ModelConfig":

@@ -51,6 +51,8 @@ class Targets:
     format:     (N,) int64 index into ``contract.AD_FORMATS``, len(AD_FORMATS) for null or any
                 other value; None when not encoded (targets built by hand). Read only by the
                 format mask of ``TaskSet``.
+    weight:     (N,) float32 loss weight of each row, None = 1 everywhere. Set on training batches
+                by ``sampling.mode = "reweight"`` (``training.batches.WeightedBatches``), never stored.
     """
 
     labels: torch.Tensor
@@ -58,16 +60,17 @@ class Targets:
     source: torch.Tensor
     tier: torch.Tensor
     format: torch.Tensor | None = field(default=None)
+    weight: torch.Tensor | None = field(default=None)
 
     def __len__(self) -> int:
         return self.labels.shape[0]
 
     def take(self, index: torch.Tensor) -> "Targets":
-        """Rows ``index`` of every target tensor; a ``format`` of None stays None."""
+        """Rows ``index`` of every target tensor; a ``format`` or ``weight`` of None stays None."""
         return _take(self, index)
 
     def slice(self, start: int, stop: int) -> "Targets":
-        """Rows ``start:stop`` of every target tensor as views; a ``format`` of None stays None."""
+        """Rows ``start:stop`` of every target tensor as views; a ``format`` or ``weight`` of None stays None."""
         return _slice(self, start, stop)
 
 

@@ -104,10 +104,10 @@ class FeatureEncoder:
 
     def fit_chunks(self, chunks: Iterable[pa.Table]) -> "FeatureEncoder":
         """Learn, from training rows only and in one pass over their chunks (e.g. ``io.iter_log``), which wanted
-        columns are present, each id feature's vocabulary (ids counted over every chunk, then ``min_count`` applied),
-        bag lengths (longest list, capped at ``bag_max_len``), mean and std of log1p counts (merged moments), vector
-        widths and the tier map (streams per show summed). The fitted state is ``fit``'s on the chunks' concatenation,
-        in memory set by one chunk and the vocabularies rather than the log's length.
+        columns are present, each id feature's vocabulary (ids counted over every chunk, then its group's
+        ``min_count`` applied), bag lengths (longest list, capped at ``bag_max_len``), mean and std of log1p counts
+        (merged moments), vector widths and the tier map (streams per show summed). The fitted state is ``fit``'s on
+        the chunks' concatenation, in memory set by one chunk and the vocabularies rather than the log's length.
 
         Which columns are present is read from the first chunk's schema: the chunks of one log share its unified
         schema, so every later chunk must carry the same columns. A shared vocabulary applies when both its bag and
@@ -125,7 +125,7 @@ class FeatureEncoder:
             self._accumulate(chunk, counts, longest, moments)
             tier_map.partial_fit(chunk)
         self.vocabularies_: dict[str, Vocabulary | HashedVocabulary] = {
-            name: counts[name].vocabulary(self.features.min_count) if name in counts
+            name: counts[name].vocabulary(self._min_count(name)) if name in counts
             else HashedVocabulary(self.features.hash_buckets[name]) for name in self._vocabulary_owners()}
         self.vocabularies_ |= {bag: self.vocabularies_[owner] for bag, owner in self.shared_.items()}
         kinds = {c.name: c.kind for c in self.columns_}
@@ -152,6 +152,12 @@ class FeatureEncoder:
         """The id features that own a vocabulary, in column order: every categorical feature and unshared bag."""
         return [c.name for c in self.columns_
                 if c.kind in (Kind.CATEGORICAL, Kind.BAG) and c.name not in self.shared_]
+
+    def _min_count(self, name: str) -> int:
+        """The ``min_count`` of feature ``name``'s vocabulary: its group's in ``min_count_by_group``, else
+        ``min_count``."""
+        group = next(c.group for c in self.columns_ if c.name == name)
+        return self.features.min_count_by_group.get(group, self.features.min_count)
 
     def _accumulate(self, chunk: pa.Table, counts: dict[str, IdCounts], longest: dict[str, int],
                     moments: dict[str, Moments]) -> None:

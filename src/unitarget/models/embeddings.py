@@ -8,6 +8,7 @@ from torch import nn
 from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
 from unitarget.models.attention import TargetAttention
+from unitarget.models.regularisers import EmbeddingRegulariser, add_decay_gradient
 
 
 class _PooledLookup(torch.autograd.Function):
@@ -17,33 +18,36 @@ class _PooledLookup(torch.autograd.Function):
     w = 1/len(bag) (0 on padding), which makes the slot the bag's mean. Doing both in one function
     lets the backward scatter token gradients straight into the table with one ``index_add_``:
     PyTorch's own ``embedding`` backward plus slicing and pooling cost about 3x more per step on
-    2 CPU cores (docs/benchmarks.md).
+    2 CPU cores (docs/benchmarks.md). With ``decay`` (C,) the backward adds the gradient of the decay
+    of the rows read (``models.regularisers``) before that scatter.
     """
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor,
                 slot: torch.Tensor, n_categorical: int, bag_slices: list[tuple[int, int]],
-                sparse_grad: bool) -> torch.Tensor:
+                sparse_grad: bool, decay: torch.Tensor | None) -> torch.Tensor:
         batch, _ = ids.shape
         flat = ids.reshape(-1).long()  # int64: index_add_ takes a ~2x slower path with int32 indices
         tokens = weight.index_select(0, flat).view(batch, -1, weight.shape[1])  # (B, C, D)
         tokens.mul_(token_weight.unsqueeze(-1))
         bags = [tokens[:, start:stop].sum(1, keepdim=True) for start, stop in bag_slices]
         out = torch.cat([tokens[:, :n_categorical], *bags], dim=1)  # (B, K, D)
-        ctx.save_for_backward(flat, token_weight, slot)
+        ctx.save_for_backward(flat, token_weight, slot, *((weight, decay) if decay is not None else ()))
         ctx.rows, ctx.sparse_grad = weight.shape[0], sparse_grad
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        flat, token_weight, slot = ctx.saved_tensors
+        flat, token_weight, slot, *decayed = ctx.saved_tensors
         dim = grad.shape[-1]
         token_grad = grad.index_select(1, slot).mul_(token_weight.unsqueeze(-1)).view(-1, dim)  # (B·C, D)
+        if decayed:
+            add_decay_gradient(token_grad, decayed[0], flat, token_weight, decayed[1])
         if ctx.sparse_grad:
-            return _row_sparse_grad(token_grad, flat, ctx.rows), None, None, None, None, None, None
+            return _row_sparse_grad(token_grad, flat, ctx.rows), None, None, None, None, None, None, None
         weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, flat, token_grad)
         weight_grad[PADDING_ROW] = 0
-        return weight_grad, None, None, None, None, None, None
+        return weight_grad, None, None, None, None, None, None, None
 
 
 #: Above this many table rows per token, a row-sparse gradient is summed over the batch's unique
@@ -72,12 +76,13 @@ def _row_sparse_grad(token_grad: torch.Tensor, flat: torch.Tensor, rows: int) ->
 
 
 def pooled_lookup(weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor, slot: torch.Tensor,
-                  n_single: int, bag_slices: list[tuple[int, int]], sparse_grad: bool = False) -> torch.Tensor:
+                  n_single: int, bag_slices: list[tuple[int, int]], sparse_grad: bool = False,
+                  decay: torch.Tensor | None = None) -> torch.Tensor:
     """(B, K, dim): the first ``n_single`` columns of ``ids`` each their own slot, then each bag of
     ``bag_slices`` summed with ``token_weight``; the backward is one scatter into the table (a
-    row-sparse gradient with ``sparse_grad``). The embedder and the linear baseline both read
-    their tables through it."""
-    return _PooledLookup.apply(weight, ids, token_weight, slot, n_single, bag_slices, sparse_grad)
+    row-sparse gradient with ``sparse_grad``), with the decay of the rows read added when ``decay``
+    (C,) gives λ per column. The embedder and the linear baseline both read their tables through it."""
+    return _PooledLookup.apply(weight, ids, token_weight, slot, n_single, bag_slices, sparse_grad, decay)
 
 
 class FeatureEmbedder(nn.Module):
@@ -90,7 +95,8 @@ class FeatureEmbedder(nn.Module):
     from the same table, and that output follows the pooled slots.
     """
 
-    def __init__(self, layout: FeatureLayout, dim: int, attention: TargetAttention | None = None) -> None:
+    def __init__(self, layout: FeatureLayout, dim: int, attention: TargetAttention | None = None,
+                 regulariser: EmbeddingRegulariser | None = None) -> None:
         super().__init__()
         self.table = nn.Embedding(layout.table_rows, dim, padding_idx=PADDING_ROW)
         nn.init.normal_(self.table.weight, std=0.05)
@@ -112,6 +118,8 @@ class FeatureEmbedder(nn.Module):
         #: a row-sparse table gradient, for ``training.lazy_adam.LazyAdam`` (``optim.embedding_updates``)
         self.sparse_grad = False
         self.attention = attention
+        #: per-group decay and feature dropout, in training only (``models.regularisers``); none by default
+        self.regulariser = regulariser if regulariser is not None else EmbeddingRegulariser(layout, {}, {})
         self.output_dim = (n_cat + len(layout.bags)) * dim + layout.dense_dim
         if attention is not None:
             self.output_dim += attention.output_dim
@@ -128,11 +136,13 @@ class FeatureEmbedder(nn.Module):
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """(ids (B, C), dense (B, D)) -> (B, slots·dim [+ attention] + D): each slot's pooled embedding, the target
         attention's output if any, then the dense inputs. When autograd is on the slots come from the fused lookup
-        (one-scatter backward); under no_grad from one ``embedding_bag`` call."""
+        (one-scatter backward); under no_grad from one ``embedding_bag`` call. In training mode the regulariser may drop
+        features first, and adds its decay to the lookup's backward."""
+        ids = self.regulariser.drop(ids)
         if not torch.is_grad_enabled():
             return torch.cat([self._pooled_for_inference(ids), *self.attended(ids), dense], dim=1)
         pooled = pooled_lookup(self.table.weight, ids, self.token_weights(ids), self.slot, self.n_categorical,
-                               self.bag_slices, self.sparse_grad)
+                               self.bag_slices, self.sparse_grad, self.regulariser.training_decay())
         return torch.cat([pooled.flatten(1), *self.attended(ids), dense], dim=1)
 
     def attended(self, ids: torch.Tensor) -> list[torch.Tensor]:

@@ -22,6 +22,7 @@ from unitarget.models.cross import CrossNetwork
 from unitarget.models.encoders import SharedBottom
 from unitarget.models.experts import camoe, mmoe, ple
 from unitarget.models.linear import LinearTerms, TaskColumns
+from unitarget.models.regularisers import EmbeddingRegulariser
 from unitarget.models.towers import BiasTower, Tower
 
 
@@ -117,7 +118,9 @@ def build_model(
         return MultiTaskModel(LinearTerms(layout, len(tasks), config.linear), TaskColumns(len(tasks)),
                               {name: BiasTower() for name in tasks})
     attention = target_attention(config.attention, layout, config.embedding_dim)
-    embedder = FeatureEmbedder(layout, config.embedding_dim, attention)
+    regulariser = EmbeddingRegulariser(layout, {g.value: v for g, v in config.embedding_decay.items()},
+                                       {g.value: p for g, p in config.embedding_dropout.items()})
+    embedder = FeatureEmbedder(layout, config.embedding_dim, attention, regulariser)
     cross = None
     if config.cross.layers > 0:
         cross = CrossNetwork(embedder.output_dim, config.cross.layers, config.cross.rank)

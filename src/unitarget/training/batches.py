@@ -6,14 +6,16 @@ a sampler's indices into it) or read from an on-disk cache of encoded shards
 (``training.windows``). A stream's batches are a function of (seed, epoch), so a resumed run replays
 the epoch and skips the ``k`` batches done before its checkpoint without recomputing them.
 ``TrainingRows`` is what a training setup is built on: base rates for the fresh heads, and the
-stream of batches the configuration's sampling asks for.
+stream of batches the configuration's sampling asks for. With ``sampling.mode = "reweight"`` that
+stream is a natural pass wrapped in ``WeightedBatches``, which gives each row its source's loss
+weight (``source_weights``), the same on both paths.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -80,9 +82,15 @@ class InMemoryRows:
         """Summed over ``rows`` in one pass."""
         return tasks.rate_sums(self.rows.targets)
 
-    def batches(self, config: Config) -> SampledBatches:
+    def batches(self, config: Config) -> BatchStream:
         """Source-balanced batches (``sampling.ratios``) when ``sampling.balanced`` and the rows hold at least two
-        sources; the natural mix otherwise (one source has nothing to balance)."""
+        sources; the natural mix otherwise (one source has nothing to balance). ``sampling.mode = "reweight"``
+        balances a natural pass (each row once an epoch) by loss weights instead of resampling."""
+        if config.sampling.mode == "reweight":
+            source = self.rows.targets.source
+            natural = NaturalSampler(len(source), config.train.batch_size, config.train.seed)
+            rows = dict(enumerate(torch.bincount(source, minlength=len(config.sources)).tolist()))
+            return WeightedBatches(SampledBatches(self.rows, natural), source_weights(config, rows))
         return SampledBatches(self.rows, make_sampler(config, self.rows.targets))
 
 
@@ -98,6 +106,39 @@ def make_sampler(config: Config, targets: Targets) -> NaturalSampler | SourceBal
 def source_shares(config: Config) -> dict[int, float]:
     """``sampling.ratios`` keyed by source index (``Config.sources`` order)."""
     return {config.sources.index(s): w for s, w in config.sampling.ratios.items()}
+
+
+def source_weights(config: Config, rows: Mapping[int, int]) -> dict[int, float]:
+    """Each source's loss weight for ``sampling.mode = "reweight"``, from its ``rows`` in the natural pass:
+    w_s = c_s / p_s, c_s its ratio renormalised over the sources with rows and a positive ratio (0 for the others),
+    p_s = n_s / N its natural share. A source's expected share of a batch's summed weight is then c_s, the share
+    resampled batches give it (the paper's gradients at comparable scales), and the mean weight over the rows is
+    Σ_s p_s w_s = Σ_s c_s = 1."""
+    shares = {s: w for s, w in source_shares(config).items() if w > 0 and rows.get(s, 0) > 0}
+    if not shares:
+        raise ValueError("no source with a positive share in sampling.ratios has training rows to weight")
+    total_share, total_rows = sum(shares.values()), sum(rows.values())
+    return {s: shares.get(s, 0.0) / total_share * total_rows / n for s, n in rows.items() if n > 0}
+
+
+class WeightedBatches:
+    """``stream``'s batches with ``Targets.weight`` set to each row's source weight (``source_weights``): the batches
+    themselves, and so the resumed and DDP-sliced ones, are the stream's."""
+
+    def __init__(self, stream: BatchStream, weights: Mapping[int, float]) -> None:
+        self.stream = stream
+        self.weights = torch.zeros(max(weights) + 1)
+        for s, w in weights.items():
+            self.weights[s] = w
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The stream's batches of ``epoch`` from ``start`` on, each row weighted by its source."""
+        for batch in self.stream.epoch(epoch, start):
+            weight = self.weights.index_select(0, batch.targets.source)
+            yield Batch(batch.features, replace(batch.targets, weight=weight))
 
 
 class FirstBatches:

@@ -2,14 +2,17 @@
 
 This is the one place masking happens. For task t and impression x from source s(x):
 
-    L_t = (1/B) Σ_x  m[s(x), t] · f[φ(x), t] · o_t(x) · BCE(y_t(x), σ(logit_t(x)))
+    L_t = (1/B) Σ_x  r(x) · m[s(x), t] · f[φ(x), t] · o_t(x) · BCE(y_t(x), σ(logit_t(x)))
 
 where m is the source mask (the paper's directional mask: an ad impression never updates a
 promotions task), f is the format mask (CAMoE's adaptive loss masking: with ``TaskSpec.formats``
 set, an impression of ad format φ(x) updates only the tasks of its own format; f = 1 everywhere
 when no task sets formats) and o_t(x) is 1 when label y_t was observed (null labels incur no loss,
 they are never read as 0). Dividing by the batch size B, not by the number of unmasked rows, is the paper's
-E_{x∼D}[m·ℓ]: a task that only half the batch may update gets half the gradient scale.
+E_{x∼D}[m·ℓ]: a task that only half the batch may update gets half the gradient scale. r(x) is the row's
+loss weight (``Targets.weight``; 1 unless ``sampling.mode = "reweight"``): weights of mean 1 over the
+training rows keep B as the normaliser, so a reweighted natural batch estimates the balanced batch's
+loss without bias, and a rank's share of a batch under DDP still divides by its own rows.
 """
 
 from __future__ import annotations
@@ -69,9 +72,13 @@ class TaskSet:
         return targets.labels.index_select(1, self.label_index)
 
     def losses(self, logits: torch.Tensor, targets: Targets) -> torch.Tensor:
-        """(T,) masked binary cross-entropy per task, each averaged over the whole batch."""
+        """(T,) masked binary cross-entropy per task, each row weighted by ``targets.weight`` (if set), averaged over
+        the whole batch."""
         per_row = F.binary_cross_entropy_with_logits(logits.float(), self.targets(targets), reduction="none")
-        return (per_row * self.loss_weights(targets)).sum(0) / logits.shape[0]
+        weights = self.loss_weights(targets)
+        if targets.weight is not None:
+            weights = weights * targets.weight.unsqueeze(1)
+        return (per_row * weights).sum(0) / logits.shape[0]
 
     def rate_sums(self, data: Targets) -> tuple[torch.Tensor, torch.Tensor]:
         """(T,) positives and (T,) rows allowed to update each task: summed chunk by chunk, their ratio is each

@@ -4,11 +4,14 @@ Each source's fit rows are one shard, seen as blocks of ``stream.block_rows`` co
 (log order). A pass over a source draws its blocks in a random order and reads them
 ``stream.shuffle_blocks`` at a time into that source's *window*, whose rows are shuffled and then
 consumed in order; a source that runs out inside an epoch starts another pass with a fresh order,
-as the in-memory source-balanced sampler cycles a small source. Every batch takes a fixed number
-of rows from each source: ``sampling.ratios`` when balanced, otherwise each source's share of the
-fit rows (the natural mix, stratified by source). Every draw is seeded by (seed, epoch, source,
-pass, window), so an epoch's batches are a function of (seed, epoch), and a resumed run seeks
-straight to batch k, reading only the window it falls in.
+as the in-memory source-balanced sampler cycles a small source. How many rows each batch takes from
+each source is the stream's *plan*: a fixed number (``FixedCounts``: ``sampling.ratios`` when
+balanced, otherwise each source's share of the fit rows, the natural mix stratified by source), or
+with ``sampling.mode = "reweight"`` the counts of one uniformly shuffled pass over all the fit rows
+(``NaturalCounts``: each row at most once an epoch, the sources interleaved in proportion; the rows
+are then weighted, ``training.batches.WeightedBatches``). Every draw is seeded by (seed, epoch,
+source, pass, window) and the plan by (seed, epoch), so an epoch's batches are a function of
+(seed, epoch), and a resumed run seeks straight to batch k, reading only the window it falls in.
 
 Memory: per source, one window of ``block_rows × shuffle_blocks`` encoded rows (twice while it is
 being shuffled), whatever the log's length. Rows shuffle across the whole log only at the block
@@ -17,20 +20,23 @@ level: two rows in the same block of a pass always share a window.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from unitarget.data.batch import Batch
 from unitarget.data.cache import EncodedCache, Shard, to_batch
-from unitarget.training.batches import source_shares
+from unitarget.training.batches import WeightedBatches, source_shares, source_weights
 from unitarget.training.sampling import apportion, batches_per_epoch
 from unitarget.training.tasks import TaskSet
 
 if TYPE_CHECKING:
     from unitarget.config import Config
+
+#: Mixed into the seed of a natural pass's plan, apart from the (seed, epoch, source, ...) seeds of the windows.
+_PLAN_STREAM = 0x5EED_91A7
 
 
 class _SourceWindows:
@@ -88,28 +94,76 @@ class _SourceWindows:
             pieces.append({name: a[self.offset:self.offset + step] for name, a in self.rows.items()})
             self.offset += step
             n -= step
+        if not pieces:  # a natural pass's batch may hold no row of this source
+            return {name: a[:0] for name, a in self.rows.items()}
         return pieces[0] if len(pieces) == 1 else {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-class WindowedBatches:
-    """A ``BatchStream`` over the cache's fit shards: ``counts[s]`` rows of source ``s`` in every batch."""
+class Plan(Protocol):
+    """How many rows each batch of an epoch takes from each source: its columns follow the order of the sources it was
+    built with, which ``WindowedBatches`` is given its shards in."""
 
-    def __init__(self, shards: dict[int, Shard], counts: dict[int, int], batches: int, *, block_rows: int,
-                 window_blocks: int, seed: int) -> None:
-        self.shards, self.counts, self.batches = shards, counts, batches
+    batches: int
+
+    def per_batch(self, epoch: int) -> np.ndarray:
+        """(batches, S) int64: rows of each source (columns in the shards' order) in each batch of ``epoch``."""
+        ...
+
+
+class FixedCounts:
+    """``counts[s]`` rows of source ``s`` in every batch."""
+
+    def __init__(self, counts: Mapping[int, int], batches: int) -> None:
+        self.counts, self.batches = dict(counts), batches
+
+    def per_batch(self, epoch: int) -> np.ndarray:
+        """The same counts for every batch."""
+        return np.tile(np.array(list(self.counts.values()), dtype=np.int64), (self.batches, 1))
+
+
+class NaturalCounts:
+    """The source counts of each batch of one uniformly shuffled pass over all of ``rows[s]`` rows of each source:
+    batch after batch, a multivariate hypergeometric draw of ``batch_size`` rows from those not yet drawn, seeded by
+    (seed, epoch). No source gives more rows than it has, so no row is read twice in an epoch."""
+
+    def __init__(self, rows: Mapping[int, int], batch_size: int, batches: int, seed: int) -> None:
+        self.rows, self.batch_size, self.batches, self.seed = dict(rows), batch_size, batches, seed
+        self._drawn: tuple[int, np.ndarray] = (-1, np.empty(0))
+
+    def per_batch(self, epoch: int) -> np.ndarray:
+        """Drawn once per epoch (a resumed run redraws the same)."""
+        if self._drawn[0] != epoch:
+            generator = np.random.default_rng([self.seed, epoch, _PLAN_STREAM])
+            left = np.array(list(self.rows.values()), dtype=np.int64)
+            counts = np.empty((self.batches, len(left)), dtype=np.int64)
+            for b in range(self.batches):
+                counts[b] = generator.multivariate_hypergeometric(left, self.batch_size)
+                left -= counts[b]
+            self._drawn = (epoch, counts)
+        return self._drawn[1]
+
+
+class WindowedBatches:
+    """A ``BatchStream`` over the cache's fit shards: ``plan`` says how many rows of each source every batch takes."""
+
+    def __init__(self, shards: dict[int, Shard], plan: Plan, *, block_rows: int, window_blocks: int,
+                 seed: int) -> None:
+        self.shards, self.plan = shards, plan
         self.block_rows, self.window_blocks, self.seed = block_rows, window_blocks, seed
 
     def __len__(self) -> int:
-        return self.batches
+        return self.plan.batches
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` from ``start`` on; rows grouped by source within a batch."""
+        counts = self.plan.per_batch(epoch)
+        done = counts[:start].sum(0)
         windows = {}
-        for s, shard in self.shards.items():
+        for k, (s, shard) in enumerate(self.shards.items()):
             windows[s] = _SourceWindows(shard, s, self.block_rows, self.window_blocks, self.seed, epoch)
-            windows[s].seek(start * self.counts[s])
-        for _ in range(start, self.batches):
-            parts = [windows[s].take(self.counts[s]) for s in self.shards]
+            windows[s].seek(int(done[k]))
+        for b in range(start, self.plan.batches):
+            parts = [windows[s].take(int(counts[b, k])) for k, s in enumerate(self.shards)]
             yield to_batch({name: np.concatenate([p[name] for p in parts]) for name in parts[0]})
 
 
@@ -129,16 +183,20 @@ class CachedRows:
                 positives, weights = positives + p, weights + w
         return positives, weights
 
-    def batches(self, config: Config) -> WindowedBatches:
+    def batches(self, config: Config) -> WindowedBatches | WeightedBatches:
         """Source-balanced rows per batch (``sampling.ratios``) when ``sampling.balanced`` and at least two sources
-        have rows; each source's share of the fit rows otherwise."""
+        have rows; each source's share of the fit rows otherwise. ``sampling.mode = "reweight"``: one natural pass
+        over every source's rows (``NaturalCounts``), each row weighted by its source (``source_weights``)."""
         rows = {s: shard.rows for s, shard in self.shards.items()}
+        size, batches = config.train.batch_size, batches_per_epoch(sum(rows.values()), config.train.batch_size)
+        windows = {"block_rows": config.stream.block_rows, "window_blocks": config.stream.shuffle_blocks,
+                   "seed": config.train.seed}
+        if config.sampling.mode == "reweight":
+            natural = NaturalCounts(rows, min(size, sum(rows.values())), batches, config.train.seed)
+            return WeightedBatches(WindowedBatches(self.shards, natural, **windows), source_weights(config, rows))
         shares = {s: w for s, w in source_shares(config).items() if w > 0 and s in rows}
         if not config.sampling.balanced or len(shares) < 2:
             shares = {s: n / sum(rows.values()) for s, n in rows.items()}
         total = sum(shares.values())
-        counts = apportion(config.train.batch_size, {s: w / total for s, w in shares.items()})
-        shards = {s: self.shards[s] for s in counts}
-        return WindowedBatches(shards, counts, batches_per_epoch(sum(rows.values()), config.train.batch_size),
-                               block_rows=config.stream.block_rows, window_blocks=config.stream.shuffle_blocks,
-                               seed=config.train.seed)
+        counts = apportion(size, {s: w / total for s, w in shares.items()})
+        return WindowedBatches({s: self.shards[s] for s in counts}, FixedCounts(counts, batches), **windows)
