@@ -47,7 +47,11 @@ def _staged_state(out: Path) -> dict:
     ({"model": {"dropout": 0.2}}, 3, (1, 8), (1, 6)),
     # PCGrad draws its projection orders from its own generator, kept in the balancer's state
     ({"loss": {"method": "pcgrad"}}, 2, (0, 5), (0, 4)),
-], ids=["dropout", "pcgrad"])
+    # a reweighted natural pass, and feature dropout (torch's RNG) and decay of the id embeddings
+    ({"sampling": {"mode": "reweight"}, "optim": {"embedding_updates": "lazy"},
+      "model": {"embedding_dropout": {"user": 0.2, "content": 0.1}, "embedding_decay": {"user": 1e-3}}},
+     3, (1, 8), (1, 6)),
+], ids=["dropout", "pcgrad", "reweight-regularised"])
 def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(tiny_log, tmp_path, fast_config, one_thread,
                                                                     overrides, every, stop, resumes_at):
     config = merge(fast_config, overrides)

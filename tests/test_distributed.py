@@ -22,6 +22,8 @@ from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, load_model, train
 from unitarget.runs import CHECKPOINT_FILE, Staging, training_part
 from unitarget.training.balancing import GradNorm, PCGrad
+from unitarget.training.batches import WeightedBatches, source_weights
+from unitarget.training.tasks import TaskSet
 from unitarget.training.distributed import DistributedContext, DistributedError, RankSlice, check_supported, from_env
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -65,6 +67,20 @@ def test_a_rank_trains_the_strided_share_of_each_global_batch():
     assert [len(s) for s in RankSlice(stream, 1, 2).epoch(0, start=1)] == [2]  # a resumed epoch skips the done ones
     with pytest.raises(DistributedError, match="does not split over 3 ranks"):
         next(RankSlice(stream, 0, 3).epoch(0))
+
+
+def test_a_ranks_share_of_a_reweighted_batch_keeps_its_rows_weights_and_the_ranks_mean_loss_is_the_batchs():
+    config = merge(Config(), {"sampling": {"mode": "reweight"}})
+    tasks = TaskSet(config.tasks, config.sources)
+    batch = tiny_batch(tiny_layout(), [0, 0, 0, 0, 0, 0, 1, 1], n_labels=len(tasks.labels), seed=3)
+    stream = WeightedBatches(_Stream(batch, 8), source_weights(config, {0: 6, 1: 2}))
+    (whole,) = stream.epoch(0)
+    shares = [next(RankSlice(stream, rank, 2).epoch(0)) for rank in range(2)]
+    for rank, share in enumerate(shares):
+        assert torch.equal(share.targets.weight, whole.targets.weight[rank::2])
+    logits = torch.randn(8, len(tasks), generator=torch.Generator().manual_seed(0))
+    per_rank = [tasks.losses(logits[rank::2], share.targets) for rank, share in enumerate(shares)]
+    assert torch.allclose((per_rank[0] + per_rank[1]) / 2, tasks.losses(logits, whole.targets), atol=1e-6)
 
 
 def test_what_data_parallel_training_cannot_do_is_refused(fast_config):

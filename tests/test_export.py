@@ -15,7 +15,9 @@ from tests.serving_fixtures import Exported, exported_model
 from unitarget.errors import UnitargetError
 from unitarget.pipeline import load_model
 from unitarget.serving import manifest as mf
-from unitarget.serving.export import export_model
+from unitarget.models.regularisers import EmbeddingRegulariser
+from unitarget.scoring import predict_probabilities
+from unitarget.serving.export import PARITY_TOLERANCE, export_model, onnx_runner, parity_difference
 from unitarget.serving.runtime import load_exported
 
 
@@ -125,3 +127,18 @@ def test_a_graph_from_other_weights_fails_the_parity_check(copy, exported):
     with pytest.raises(UnitargetError, match="ONNX Runtime and PyTorch disagree"):
         load_exported(copy)
     assert load_exported(copy, check_parity=False).version == "v1"
+
+
+
+def test_parity_holds_with_embedding_dropout_and_decay_configured(exported, tiny_log):
+    """Neither regulariser reaches inference: the model with dropout and decay configured scores as the exported graph
+    does, and the same rows twice alike. (The graph is the session's export: the regularisers have no weights, so
+    the same trained weights with them configured are the model a regularised run saves.)"""
+    trained = load_model(exported.run)
+    layout = trained.encoder.layout_
+    trained.model.embedder.regulariser = EmbeddingRegulariser(
+        layout, {"user": 1e-3}, {"user": 0.3, "content": 0.3, "creative": 0.3})
+    graph = onnx_runner((exported.v1 / "model.onnx").read_bytes())
+    assert parity_difference(trained, graph) <= PARITY_TOLERANCE
+    rows = trained.encoder.transform_features(tiny_log.slice(0, 300))
+    assert np.array_equal(predict_probabilities(trained.model, rows), predict_probabilities(trained.model, rows))

@@ -79,6 +79,25 @@ def test_an_id_reaching_min_count_only_across_chunks_is_kept(tiny_log):
     assert "rare" in kept and "rarer" not in kept
 
 
+def test_a_groups_min_count_maps_its_rare_ids_to_the_oov_row_in_both_fits(tiny_log):
+    """min_count_by_group raises the user group's threshold only; fit and fit_chunks keep the same ids, the saved
+    encoder and the request encoder map a rare user to the OOV row."""
+    from collections import Counter
+
+    from unitarget.serving.encoding import RequestEncoder
+
+    encoder = _assert_fits_the_same(tiny_log, min_count=2, min_count_by_group={"user": 40})
+    users = Counter(tiny_log.column("user_id").to_pylist())
+    shows = Counter(tiny_log.column("show_id").to_pylist())
+    assert set(encoder.vocabularies_["user_id"].values_.to_pylist()) == {u for u, n in users.items() if n >= 40}
+    assert set(encoder.vocabularies_["show_id"].values_.to_pylist()) == {s for s, n in shows.items() if n >= 2}
+    rare = next(u for u, n in users.items() if 2 <= n < 40)
+    saved = FeatureEncoder.from_dict(encoder.to_dict())
+    assert saved.vocabularies_["user_id"].transform(pa.array([rare])).tolist() == [0]
+    assert RequestEncoder(saved).vocabularies["user_id"].lookup([rare]).tolist() == [0]
+    assert _encoder(min_count=2).fit(tiny_log).vocabularies_["user_id"].lookup([rare]).tolist() != [0]
+
+
 def test_a_bag_longest_in_a_later_chunk_sets_the_bag_length(tiny_log):
     longest = max(len(v or []) for v in tiny_log.column("show_topics").to_pylist())
     topics = tiny_log.column("show_topics").to_pylist()

@@ -12,14 +12,14 @@ import torch
 
 from unitarget.config import merge
 from tests.helpers import tiny_batch, tiny_layout, with_formats
-from unitarget.data.cache import EncodedCache, Shard, ShardWriter
+from unitarget.data.cache import EncodedCache, Shard, ShardWriter, cache_key
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.logs import load_log
 from unitarget.errors import ContractError
 from unitarget.pipeline import split_training_log, train
-from unitarget.streaming import prepare_cache
+from unitarget.streaming import cache_settings, prepare_cache
 from unitarget.training.tasks import labels_of
-from unitarget.training.windows import CachedRows, FixedCounts, WindowedBatches
+from unitarget.training.windows import CachedRows, FixedCounts, NaturalCounts, WindowedBatches
 
 SMALL_STREAM = {"stream": {"chunk_rows": 5_000, "block_rows": 1_000, "shuffle_blocks": 3}}
 
@@ -91,6 +91,38 @@ def test_windowed_batches_keep_the_source_counts_and_visit_every_row_once_a_pass
     assert all(torch.equal(a.features.dense, b.features.dense) for a, b in zip(whole[7:], later))
 
 
+def test_a_natural_pass_reads_every_row_at_most_once_an_epoch_interleaving_the_sources(tmp_path):
+    shards = {0: _numbered_shard(tmp_path / "a", 1_000, 0), 1: _numbered_shard(tmp_path / "b", 300, 1)}
+    plan = NaturalCounts({0: 1_000, 1: 300}, 100, 13, seed=2)
+    stream = WindowedBatches(shards, plan, block_rows=64, window_blocks=3, seed=1)
+    batches = list(stream.epoch(0))
+    assert len(batches) == 13 and all(len(b) == 100 for b in batches)
+    for s, rows in ((0, 1_000), (1, 300)):  # 13 batches of 100 are the whole 1,300 rows: each row exactly once
+        drawn = torch.cat([b.features.dense[b.targets.source == s, 0] for b in batches]).long()
+        assert sorted(drawn.tolist()) == list(range(rows))
+    small = [int((b.targets.source == 1).sum()) for b in batches]
+    assert len(set(small)) > 1 and max(small) < 50  # drawn batch by batch, around 300 / 13 each
+    later = list(stream.epoch(0, start=6))
+    assert all(torch.equal(a.features.dense, b.features.dense) for a, b in zip(batches[6:], later))
+    assert not np.array_equal(plan.per_batch(1), plan.per_batch(0))
+
+
+def test_streamed_reweight_weights_each_row_by_its_source_and_resumes_at_any_batch(tiny_log_path, tmp_path,
+                                                                                    stream_config):
+    config = merge(stream_config, {"sampling": {"mode": "reweight", "ratios": {"ads": 0.5, "promotions": 0.5}}})
+    rows = CachedRows(prepare_cache(tiny_log_path, config, tmp_path / "cache"), config.sources)
+    counts = {s: shard.rows for s, shard in rows.shards.items()}
+    total = sum(counts.values())
+    whole = list(rows.batches(config).epoch(1))
+    later = list(rows.batches(config).epoch(1, start=3))
+    assert len(whole) == total // config.train.batch_size
+    weight, source = (torch.cat([getattr(b.targets, name) for b in whole]) for name in ("weight", "source"))
+    for s, n in counts.items():  # ratio / natural share
+        assert torch.allclose(weight[source == s], torch.tensor(0.5 * total / n))
+    assert all(torch.equal(a.features.ids, b.features.ids) and torch.equal(a.targets.weight, b.targets.weight)
+               for a, b in zip(whole[3:], later))
+
+
 def test_an_epoch_is_a_function_of_seed_and_epoch_and_can_start_at_any_batch(tiny_log_path, tmp_path,
                                                                              stream_config):
     rows = CachedRows(prepare_cache(tiny_log_path, stream_config, tmp_path / "cache"), stream_config.sources)
@@ -135,6 +167,8 @@ def test_a_rerun_reuses_the_cache_and_a_changed_log_or_setting_rebuilds_it(tiny_
 
     other = prepare_cache(log, merge(stream_config, {"features": {"min_count": 3}}), root)
     assert other.key != changed.key
+    by_group = merge(stream_config, {"features": {"min_count_by_group": {"user": 3}}})
+    assert cache_key(log, cache_settings(by_group)) not in (other.key, changed.key)
 
 
 def test_a_damaged_cache_is_detected_and_rebuilt(tiny_log_path, tmp_path, stream_config):
@@ -172,3 +206,13 @@ def test_streamed_training_publishes_a_run_like_the_in_memory_one(tiny_log_path,
     # Different batches (windows, not one permutation), the same model class: both learn.
     assert np.isfinite(streamed.record.best_valid_score) and np.isfinite(in_memory.record.best_valid_score)
     assert abs(streamed.record.best_valid_score - in_memory.record.best_valid_score) < 0.5 * in_memory.record.best_valid_score
+
+
+def test_a_streamed_run_trains_with_reweight_and_the_embedding_regularisers(tiny_log_path, tmp_path, stream_config,
+                                                                           one_thread):
+    config = merge(stream_config, {"sampling": {"mode": "reweight"}, "train": {"max_epochs": 1},
+                                   "features": {"min_count_by_group": {"user": 5}},
+                                   "model": {"embedding_decay": {"user": 1e-4}, "embedding_dropout": {"content": 0.1}}})
+    trained = train(tiny_log_path, tmp_path / "run", config)
+    assert np.isfinite(trained.record.best_valid_score) and trained.record.best_valid_score > 0
+    assert trained.encoder.vocabularies_["user_id"].min_count == 5
