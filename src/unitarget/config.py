@@ -64,9 +64,8 @@ class FeaturesConfig(Strict):
     drop_groups: tuple[Group, ...] = Field((), description="feature groups removed (ablations)")
     time_features: bool = Field(True, description="hour of day and weekday derived from ts")
     min_count: int = Field(2, ge=1, description="ids seen fewer times share the out-of-vocabulary row")
-    min_count_by_group: dict[Group, Annotated[int, Field(ge=1)]] = Field(
-        default_factory=dict, description="feature group -> min_count of its id features (a bag that shares another "
-                                          "feature's vocabulary follows that feature's group); others use min_count")
+    min_count_by_group: dict[Group, Annotated[int, Field(ge=1)]] = Field(default_factory=dict, description=(
+        "group -> min_count of its id features (a bag sharing a vocabulary: its owner's group); others: min_count"))
     hash_buckets: dict[str, int] = Field(
         default_factory=dict, description="feature -> number of hash buckets, for huge id spaces"
     )
@@ -83,17 +82,9 @@ class SamplingConfig(Strict):
         description="share of each source in a batch; renormalised over the sources trained on",
     )
     mode: Literal["resample", "reweight"] = Field(
-        "resample", description="how balanced batches reach the ratios: resample = every batch holds each source's "
-                                "share of rows (a small source is cycled, its rows repeat within an epoch); "
-                                "reweight = one shuffled pass over the natural mix (no row twice in an epoch), each "
-                                "row's loss weighted by ratio / natural share of its source (mean weight 1)")
-
-    @model_validator(mode="after")
-    def _reweight_is_balanced(self) -> "SamplingConfig":
-        if self.mode == "reweight" and not self.balanced:
-            raise ValueError("sampling.mode = 'reweight' weights the natural mix toward sampling.ratios, so it needs "
-                             "sampling.balanced = true (balanced = false trains on the natural mix unweighted)")
-        return self
+        "resample", description="resample = every batch holds each source's share of rows (a small source's rows "
+                                "repeat in an epoch); reweight = one shuffled pass over the natural mix, each row's "
+                                "loss weighted by its source's ratio / natural share (mean 1). Needs balanced")
 
 
 class LossConfig(Strict):
@@ -247,9 +238,12 @@ class Config(Strict):
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
         if self.evaluation.selection_task not in (None, *names):
             raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
+        if self.sampling.mode == "reweight" and not self.sampling.balanced:
+            raise ValueError("sampling.mode = 'reweight' weights the natural mix toward the ratios: it needs "
+                             "sampling.balanced = true")
         if self.loss.method == "pcgrad" and any(self.model.embedding_decay.values()):
-            raise ValueError("model.embedding_decay adds its gradient inside the embedding lookup's backward, which "
-                             "pcgrad runs once per task; use another loss.method with it")
+            raise ValueError("model.embedding_decay's gradient is added in the lookup's backward, which pcgrad runs "
+                             "once per task; use another loss.method with it")
         if self.optim.embedding_updates == "lazy" and self.loss.method in ("gradnorm", "pcgrad"):
             raise ValueError(f"optim.embedding_updates = 'lazy' needs dense gradients that loss.method "
                              f"{self.loss.method!r} does not give; use 'dense' with it")
