@@ -21,6 +21,7 @@ from unitarget.io import remove_temporary_files
 from unitarget.pipeline import load_model, train
 from unitarget.runs import CHECKPOINT_FILE, DataSpan, Staging, fingerprint, training_part
 from unitarget.training import checkpoint, trigger
+from unitarget.training.loop import SilentHooks
 from unitarget.training.trigger import CheckpointTrigger
 from tests.helpers import StopAt
 
@@ -187,7 +188,7 @@ class _Clock:
         return self.now
 
 
-class _StepsTake:
+class _StepsTake(SilentHooks):
     """Hooks: each optimiser step takes ``seconds`` on ``clock``."""
 
     def __init__(self, clock: _Clock, seconds: float) -> None:
@@ -195,9 +196,6 @@ class _StepsTake:
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
         self.clock.now += self.seconds
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass
 
 
 def _record_checkpoints(monkeypatch) -> list[tuple[int, int]]:
