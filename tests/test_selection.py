@@ -150,6 +150,17 @@ def test_the_average_is_the_one_computed_by_hand(one_thread):
     assert _same(model.state_dict(), scored)  # the published weights are the average's
 
 
+@pytest.mark.parametrize("overrides", [{"loss": {"method": "gradnorm"}}, {"loss": {"method": "pcgrad"}},
+                                       {"optim": {"embedding_updates": "lazy"}, "loss": {"method": "uncertainty"}}],
+                         ids=["gradnorm", "pcgrad", "lazy"])
+def test_validation_inside_epochs_and_the_average_train_with_every_balancer(one_thread, overrides):
+    scores = _Scores([float(i) for i in range(10)])
+    state, model, _ = _fit({**overrides, "train": {"validate_every": 0.5, "ema_decay": 0.9}}, scores)
+    assert [r["step"] for r in state.history] == [6, 12, 18, 24]
+    assert _same(model.state_dict(), scores.scored[-1]) and scores.models[-1] is not model
+    assert all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point())
+
+
 def test_the_warm_up_keeps_the_initial_weights_from_dominating():
     layer = torch.nn.Linear(1, 1, bias=False)
     torch.nn.init.zeros_(layer.weight)
