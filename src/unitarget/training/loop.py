@@ -1,4 +1,4 @@
-"""The training loop: one function, visible phases, two hooks and a store.
+"""The training loop: one function, visible phases, three hooks and a store.
 
 Phases per step: sample rows -> forward -> masked per-task losses -> balance -> backward -> step
 (-> move the average of the weights, with ``train.ema_decay``).
