@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
 
 from unitarget import contract
 from unitarget.contract import Group, Kind
@@ -111,13 +111,17 @@ def native_bf16() -> bool:
 
 
 class TrainConfig(Strict):
-    """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
-    bf16 autocast, the inference slice size, how often a long epoch is checkpointed for ``--resume`` and how long a
-    data-parallel rank waits for the others."""
+    """The training run: batch size, epochs, validation on the newest ``valid_days`` (how often, patience, an average
+    of the weights), seed, threads, bf16 autocast, inference slices, checkpoint frequency, the data-parallel wait."""
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
-    patience: int = Field(2, ge=1, description="epochs without validation improvement before stopping")
+    patience: int = Field(2, ge=1, description="validations without improvement before stopping (epochs by default)")
+    validate_every: StrictInt | StrictFloat | None = Field(None, description=(
+        "also validate inside an epoch: every N optimiser steps from its start (an integer >= 1; 1 = every step) or at "
+        "each multiple of a fraction of its steps (a float in (0, 1]: 0.25 = 4 times); None or 1.0 = at epoch ends only"))
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="average the weights, decay min(ema_decay, (1 + n) / "
+                                    "(10 + n)) at step n (training/ema.py): validated and published; None = off")
     valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
@@ -136,6 +140,14 @@ class TrainConfig(Strict):
         30.0, gt=0, description="data-parallel training (torchrun): how long a rank waits in a collective for the "
                                 "others, e.g. while rank 0 validates, before it gives up and exits non-zero. It "
                                 "never changes the weights")
+
+    @field_validator("validate_every")
+    @classmethod
+    def _steps_or_a_fraction(cls, every: int | float | None) -> int | float | None:
+        if isinstance(every, int) and every < 1 or isinstance(every, float) and not 0 < every <= 1:
+            raise ValueError(f"an integer is a number of optimiser steps (at least 1), a float a fraction of an "
+                             f"epoch (in (0, 1]); got {every!r}")
+        return every
 
     @property
     def use_bf16(self) -> bool:
