@@ -34,17 +34,16 @@ import json, sys, time
 from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, train
 from unitarget.streaming import prepare_cache
+from unitarget.training.loop import SilentHooks
 log, out, mode, epochs, threads, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 class Stop(Exception):
     pass
-class Hooks:  # with a step budget: stop after it, keep the loop's own examples/s
+class Hooks(SilentHooks):  # with a step budget: stop after it, keep the loop's own examples/s
     speed = None
     def on_step(self, epoch, step, steps_, loss, examples_per_s):
         self.speed = examples_per_s
         if steps and step >= steps:
             raise Stop
-    def on_epoch_end(self, record):
-        pass
 hooks = Hooks()
 config = merge(Config(), {"train": {"max_epochs": epochs, "threads": threads}})
 import torch; torch.set_num_threads(threads)

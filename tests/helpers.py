@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
+from unitarget.training.loop import SilentHooks
 
 
 def tiny_layout(n_categorical: int = 3, bag_len: int = 2, rows_per_feature: int = 5, dense: int = 1) -> FeatureLayout:
@@ -47,7 +48,7 @@ def with_formats(batch: Batch, formats: list[int]) -> Batch:
     return Batch(batch.features, replace(batch.targets, format=torch.tensor(formats)))
 
 
-class StopAt:
+class StopAt(SilentHooks):
     """Training hooks that Ctrl-C right after optimiser step ``step`` of epoch ``epoch`` (on every rank at once under
     DDP): an interrupted run to resume."""
 
@@ -57,6 +58,3 @@ class StopAt:
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
         if (epoch, step) == (self.epoch, self.step):
             raise KeyboardInterrupt
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass

@@ -21,6 +21,7 @@ from unitarget.io import remove_temporary_files
 from unitarget.pipeline import load_model, train
 from unitarget.runs import CHECKPOINT_FILE, DataSpan, Staging, fingerprint, training_part
 from unitarget.training import checkpoint, trigger
+from unitarget.training.loop import SilentHooks
 from unitarget.training.trigger import CheckpointTrigger
 from tests.helpers import StopAt
 
@@ -42,31 +43,40 @@ def _staged_state(out: Path) -> dict:
     return checkpoint.load(Staging(out).path / CHECKPOINT_FILE)["state"]
 
 
-@pytest.mark.parametrize(("overrides", "every", "stop", "resumes_at"), [
+#: Validation four times an epoch (after steps 9, 18 and 28 of the tiny world's 37, and at the end) and an average
+#: of the weights: the checkpoint holds the validations done, the best so far and the average.
+QUARTERS_EMA = {"model": {"dropout": 0.2}, "train": {"validate_every": 0.25, "ema_decay": 0.9, "patience": 20}}
+
+
+@pytest.mark.parametrize(("overrides", "every", "stop", "resumes_at", "log"), [
     # dropout draws from torch's RNG at every step: the checkpoint's RNG state must be restored
-    ({"model": {"dropout": 0.2}}, 3, (1, 8), (1, 6)),
+    ({"model": {"dropout": 0.2}}, 3, (1, 8), (1, 6), "tiny_log"),
     # PCGrad draws its projection orders from its own generator, kept in the balancer's state
-    ({"loss": {"method": "pcgrad"}}, 2, (0, 5), (0, 4)),
-    # a reweighted natural pass, and feature dropout (torch's RNG) and decay of the id embeddings
+    ({"loss": {"method": "pcgrad"}}, 2, (0, 5), (0, 4), "tiny_log"),
+    # stopped after the first validation inside epoch 2, checkpointed after it; from the log on disk (streamed)
+    (QUARTERS_EMA, 5, (1, 11), (1, 10), "tiny_log_path"),
+    # a reweighted natural pass of the streamed path, feature dropout (torch's RNG) and decay of the id embeddings
     ({"sampling": {"mode": "reweight"}, "optim": {"embedding_updates": "lazy"},
       "model": {"embedding_dropout": {"user": 0.2, "content": 0.1}, "embedding_decay": {"user": 1e-3}}},
-     3, (1, 8), (1, 6)),
-], ids=["dropout", "pcgrad", "reweight-regularised"])
-def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(tiny_log, tmp_path, fast_config, one_thread,
-                                                                    overrides, every, stop, resumes_at):
+     3, (1, 8), (1, 6), "tiny_log_path"),
+], ids=["dropout", "pcgrad", "validate-every-ema-streamed", "reweight-regularised-streamed"])
+def test_a_run_stopped_inside_an_epoch_resumes_to_the_same_weights(tmp_path, fast_config, one_thread, request,
+                                                                    overrides, every, stop, resumes_at, log):
+    log = request.getfixturevalue(log)
     config = merge(fast_config, overrides)
-    uninterrupted = train(tiny_log, tmp_path / "full", config)
+    uninterrupted = train(log, tmp_path / "full", config)
     checkpointed = merge(config, {"train": {"checkpoint_every_steps": every}})
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_log, tmp_path / "run", checkpointed, hooks=StopAt(*stop))
+        train(log, tmp_path / "run", checkpointed, hooks=StopAt(*stop))
     state = _staged_state(tmp_path / "run")
     assert (state["epoch"], state["step"]) == resumes_at  # the steps after the last checkpoint are lost
     assert state["seen"] == resumes_at[1] * config.train.batch_size and state["loss_sum"] > 0
-    resumed = train(tiny_log, tmp_path / "run", checkpointed, resume=True)
+    resumed = train(log, tmp_path / "run", checkpointed, resume=True)
     assert _same_weights(uninterrupted.model.state_dict(), resumed.model.state_dict())
     assert _same_weights(uninterrupted.model.state_dict(), load_model(tmp_path / "run").model.state_dict())
     assert _history_without_timings(resumed.record.history) == _history_without_timings(uninterrupted.record.history)
-    assert resumed.record.best_epoch == uninterrupted.record.best_epoch
+    assert (resumed.record.best_epoch, resumed.record.best_step) == (uninterrupted.record.best_epoch,
+                                                                      uninterrupted.record.best_step)
 
 
 @pytest.mark.parametrize("train", [{"checkpoint_every_steps": 0}, {"checkpoint_every_minutes": 0},
@@ -191,7 +201,7 @@ class _Clock:
         return self.now
 
 
-class _StepsTake:
+class _StepsTake(SilentHooks):
     """Hooks: each optimiser step takes ``seconds`` on ``clock``."""
 
     def __init__(self, clock: _Clock, seconds: float) -> None:
@@ -199,9 +209,6 @@ class _StepsTake:
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
         self.clock.now += self.seconds
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass
 
 
 def _record_checkpoints(monkeypatch) -> list[tuple[int, int]]:

@@ -20,7 +20,7 @@ from tests.ddp_workers import Job, run_hang, run_ranks
 from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, load_model, train
-from unitarget.runs import CHECKPOINT_FILE, Staging, training_part
+from unitarget.runs import CHECKPOINT_FILE, Staging, epochs_trained, training_part
 from unitarget.training.balancing import GradNorm, PCGrad
 from unitarget.training.batches import WeightedBatches, source_weights
 from unitarget.training.tasks import TaskSet
@@ -113,6 +113,9 @@ def test_the_timeout_is_not_part_of_the_fingerprint(fast_config):
 EXACT = {name: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0},
                                              "optim": {"embedding_updates": updates}, "loss": {"method": method}})
          for name, updates, method in (("dense", "dense", "static"), ("lazy-uncertainty", "lazy", "uncertainty"))}
+#: Validation at each half epoch and an average of the weights (on rank 0): every rank validates at the same steps
+#: and ends with the average rank 0 published.
+EXACT["dense-halves-ema"] = merge(EXACT["dense"], {"train": {"validate_every": 0.5, "ema_decay": 0.9}})
 STOP_AT, STOPPED_AT = (1, 8), (1, 6)  # Ctrl-C after step 8 of epoch 2; the last checkpoint is after its step 6
 TIMINGS = ("seconds", "examples_per_s")
 
@@ -144,8 +147,10 @@ def test_two_ranks_of_half_the_batch_reach_the_weights_of_one_process(spawned, t
     single = train(tiny_log_path, tmp_path / "single", EXACT[name])
     expected = single.model.state_dict()
     assert _same(ranks[1]["weights"], ranks[0]["weights"])  # the ranks agree exactly
+    assert _without_timings(ranks[1]["history"]) == _without_timings(ranks[0]["history"])  # validated together
+    assert [r["step"] for r in ranks[0]["history"]] == [r["step"] for r in single.record.history]
     difference = max((ranks[0]["weights"][k].double() - expected[k].double()).abs().max().item() for k in expected)
-    print(f"\n{name}: max |2 x B/2 - 1 x B| over the parameters after {len(single.record.history)} epochs: "
+    print(f"\n{name}: max |2 x B/2 - 1 x B| over the parameters after {epochs_trained(single.record.history)} epochs: "
           f"{difference:.3g}")
     assert difference <= EXACT_BOUND
     for two, one in zip(ranks[0]["history"], single.record.history):  # the logged loss is the global batch's

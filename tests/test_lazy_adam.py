@@ -57,7 +57,7 @@ def test_dense_parameters_take_exactly_torchs_adam_steps():
     torch.manual_seed(2)
     a, b = torch.randn(5, requires_grad=True), None
     b = a.detach().clone().requires_grad_()
-    ours, theirs = LazyAdam([a], lr=0.05), torch.optim.Adam([b], lr=0.05)
+    ours, theirs = LazyAdam([a], lr=0.05), torch.optim.Adam([b], lr=0.05, fused=True)
     for _ in range(4):
         g = torch.randn(5)
         a.grad, b.grad = g.clone(), g.clone()

@@ -42,3 +42,20 @@ def test_model_returns_one_logit_per_task():
     logits = model(tiny_batch(layout, [0] * 7).features)
     assert logits.shape == (7, 3)
     assert model.task_names == ["a", "b", "c"]
+
+
+def test_towers_run_as_one_give_each_towers_own_logits_and_gradients():
+    layout = tiny_layout()
+    torch.manual_seed(0)
+    for tower_hidden in [(4,), (6, 3)]:
+        model = build_model(ModelConfig(hidden=(16, 8), tower_hidden=tower_hidden), layout, ["a", "b", "c"])
+        features = tiny_batch(layout, [0, 1] * 4).features
+        z = model.encoder(model.cross(model.embedder(features.ids, features.dense)), None)
+        one_by_one = torch.stack([tower(z) for tower in model.towers.values()], dim=1)
+        assert torch.allclose(model(features), one_by_one, atol=1e-6)
+        assert torch.allclose(model.forward_tasks(features, [2, 0]), one_by_one[:, [2, 0]], atol=1e-6)
+        upstream = torch.randn_like(one_by_one)
+        weights = [model.towers["b"].logit.weight, *model.towers["c"].body.parameters()]
+        ours = torch.autograd.grad((model(features) * upstream).sum(), weights)
+        theirs = torch.autograd.grad((one_by_one * upstream).sum(), weights)
+        assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs))

@@ -12,7 +12,7 @@ from unitarget.config import merge
 from unitarget.errors import ContractError, UnitargetError
 from unitarget.pipeline import load_model, train, write_predictions
 from unitarget.presets import apply_preset
-from unitarget.training.loop import TrainingDivergedError
+from unitarget.training.loop import SilentHooks, TrainingDivergedError
 
 
 def _same_weights(a, b) -> bool:
@@ -56,10 +56,7 @@ def test_same_seed_gives_identical_weights(tiny_log, tmp_path, fast_config):
     assert not _same_weights(a, c)
 
 
-class _InterruptAfterFirstEpoch:
-    def on_step(self, *args) -> None:
-        pass
-
+class _InterruptAfterFirstEpoch(SilentHooks):
     def on_epoch_end(self, record) -> None:
         raise KeyboardInterrupt
 

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
 
 from unitarget import contract
 from unitarget.contract import Group, Kind
 from unitarget.errors import ConfigError
 from unitarget.model_config import AdFormat, ModelConfig, Strict
+from unitarget.simulate_config import SimulateConfig
 
 
 class TaskSpec(Strict):
@@ -117,13 +118,17 @@ def native_bf16() -> bool:
 
 
 class TrainConfig(Strict):
-    """The training run: batch size, epochs and early-stopping patience on the newest ``valid_days``, seed, threads,
-    bf16 autocast, the inference slice size, how often a long epoch is checkpointed for ``--resume`` and how long a
-    data-parallel rank waits for the others."""
+    """The training run: batch size, epochs, validation on the newest ``valid_days`` (how often, patience, an average
+    of the weights), seed, threads, bf16 autocast, inference slices, checkpoint frequency, the data-parallel wait."""
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
-    patience: int = Field(2, ge=1, description="epochs without validation improvement before stopping")
+    patience: int = Field(2, ge=1, description="validations without improvement before stopping (epochs by default)")
+    validate_every: StrictInt | StrictFloat | None = Field(None, description=(
+        "also validate inside an epoch: every N optimiser steps from its start (an integer >= 1; 1 = every step) or at "
+        "each multiple of a fraction of its steps (a float in (0, 1]: 0.25 = 4 times); None or 1.0 = at epoch ends only"))
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="average the weights, decay min(ema_decay, (1 + n) / "
+                                    "(10 + n)) at step n (training/ema.py): validated and published; None = off")
     valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
@@ -142,6 +147,14 @@ class TrainConfig(Strict):
         30.0, gt=0, description="data-parallel training (torchrun): how long a rank waits in a collective for the "
                                 "others, e.g. while rank 0 validates, before it gives up and exits non-zero. It "
                                 "never changes the weights")
+
+    @field_validator("validate_every")
+    @classmethod
+    def _steps_or_a_fraction(cls, every: int | float | None) -> int | float | None:
+        if isinstance(every, int) and every < 1 or isinstance(every, float) and not 0 < every <= 1:
+            raise ValueError(f"an integer is a number of optimiser steps (at least 1), a float a fraction of an "
+                             f"epoch (in (0, 1]); got {every!r}")
+        return every
 
     @property
     def use_bf16(self) -> bool:
@@ -170,43 +183,6 @@ class EvaluationConfig(Strict):
     selection_task: str | None = Field(
         None, description="select the best epoch on this task's validation AP instead of the stream tasks'"
     )
-
-
-class SimulateConfig(Strict):
-    """The online budget-split A/B simulation (``unitarget simulate``, simulation/).
-
-    Markets are independent replications (own users and campaigns) that give the confidence
-    intervals; every arm replays the same opportunity stream with its share of each budget.
-    """
-
-    markets: int = Field(20, ge=1, description="independent user groups with their own campaigns")
-    days: int = Field(7, ge=1, description="newest days of the world simulated (reproduce: the test days)")
-    opportunities_per_day: int = Field(60_000, ge=1, description="ad opportunities per day, all markets")
-    candidates: int = Field(8, ge=1, description="creatives retrieved per opportunity, scored by each arm")
-    budget_to_supply: float = Field(
-        1.0, gt=0, description="impressions the full budgets would buy / opportunities in the stream"
-    )
-    budget_share: float = Field(0.5, gt=0, le=1, description="share of every campaign's budget each arm gets")
-    cpm: float = Field(10.0, gt=0, description="median price per 1,000 impressions")
-    cpm_sd: float = Field(0.3, ge=0, description="log-normal spread of campaign prices")
-    objective: dict[str, float] = Field(
-        default_factory=lambda: {contract.REQUIRED_LABEL: 1.0},
-        description="label -> weight of its predicted probability in a candidate's value",
-    )
-    value_per_cost: bool = Field(True, description="rank candidates by value / price instead of value")
-    bootstrap: int = Field(2_000, ge=1, description="market bootstrap resamples for the intervals")
-    permutations: int = Field(2_000, ge=1, description="sign flips of arms within markets for the p-values")
-    score_rows: int = Field(131_072, ge=1, description="opportunity x candidate rows per model call")
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _objective_is_valid(self) -> "SimulateConfig":
-        unknown = set(self.objective) - set(contract.LABELS)
-        if unknown:
-            raise ValueError(f"simulate.objective names unknown labels {sorted(unknown)}; use {contract.LABELS}")
-        if any(w < 0 for w in self.objective.values()) or not any(w > 0 for w in self.objective.values()):
-            raise ValueError("simulate.objective needs non-negative weights, at least one positive")
-        return self
 
 
 class Config(Strict):

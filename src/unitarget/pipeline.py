@@ -280,7 +280,8 @@ def _train_and_publish(
         before, after = head_aps(base, prepared.valid), head_aps(trained, prepared.valid)
         old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
     trained.record = TrainingRecord(
-        history=state.history, best_epoch=state.best_epoch, best_valid_score=state.best_score, span=prepared.span,
+        history=state.history, best_epoch=state.best_epoch, best_step=state.best_step, best_valid_score=state.best_score,
+        span=prepared.span,
         features_used=[c.name for c in encoder.columns_], features_skipped=encoder.skipped_,
         tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
         seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=prepared.window,

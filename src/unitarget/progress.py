@@ -1,6 +1,6 @@
-"""Progress for people: a live bar on a terminal; elsewhere (CI, logs) one line per training epoch
-and per pass of the encoded cache's build, and nothing while a log is scored (the command's own
-output follows)."""
+"""Progress for people: one line per validation of a training (one per epoch by default), under a
+live bar of the epoch on a terminal; a bar per pass of the encoded cache's build on a terminal, one
+line per pass elsewhere (CI, logs); nothing while a log is scored (the command's own output follows)."""
 
 from __future__ import annotations
 
@@ -43,20 +43,25 @@ class RichTrainingHooks:
         self._progress.update(self._task, description=description, completed=step, total=steps,
                               loss=loss, speed=examples_per_s)
 
-    def on_epoch_end(self, record: dict[str, Any]) -> None:
-        """Close the epoch's bar and print one line: mean loss, examples/s, the validation score (n/a when not finite)
-        and whether it is the best so far."""
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress, self._task = None, None
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """Print one line per validation: the epoch (and how much of it is done, inside one), the mean loss since the
+        previous validation, examples/s, the validation score (n/a when not finite) and whether it is the best so
+        far. On a terminal the line goes above the live bar."""
         score = record["valid_score"]
         score_text = f"{score:.4f}" if math.isfinite(score) else "n/a"
+        inside = f" ({record['fraction']:.0%})" if record["fraction"] < 1 else ""
         self.console.print(
-            f"{self.label} epoch {record['epoch'] + 1}: loss {record['train_loss']:.4f}, "
+            f"{self.label} epoch {record['epoch'] + 1}{inside}: loss {record['train_loss']:.4f}, "
             f"{record['examples_per_s']:,.0f} examples/s, validation AP {score_text}"
             + (" (best)" if record["improved"] else ""),
             soft_wrap=True,
         )
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """Close the epoch's bar (its last validation's line is printed)."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._task = None, None
 
 
 _PASSES = {"scan": "validating the log", "fit": "fitting the encoder", "encode": "encoding into the cache"}

@@ -5,7 +5,7 @@ A run directory holds everything serving needs and nothing that can execute code
     config.json    the validated configuration the model was trained with
     encoder.json   fitted vocabularies, bag lengths, numeric statistics, tier map
     model.pt       best-validation weights (a tensor dict, read with weights_only=True)
-    training.json  the training record: history per epoch, data range, features, timings
+    training.json  the training record: one history row per validation, data range, features, timings
 
 Training writes into ``.<run>.partial/`` beside the target (``Staging``) and moves it into place
 only when it has finished and its record is complete, so a crash, a bad input or Ctrl-C never
@@ -86,13 +86,16 @@ class TrainingRecord:
     #: the validation window: days used, days configured, the log's span, and the short-log note
     #: when the rule replaced the configured window (``data.split``); absent in older runs
     valid_window: dict[str, Any] | None = None
+    #: the run's optimiser steps at the best validation (``train.validate_every`` validates inside epochs); absent in
+    #: older runs, whose history rows have no ``step`` either
+    best_step: int | None = None
     run_format: int = field(default=RUN_FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
         """``training.json``'s keys (the span as ``rows``, ``train_range``, ``valid_range``, as in
         run format 1, so readers of older runs read these too)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "span"}
-        for optional in ("old_heads_valid_ap", "valid_window"):
+        for optional in ("old_heads_valid_ap", "valid_window", "best_step"):
             if out[optional] is None:
                 del out[optional]
         span = self.span
@@ -109,6 +112,16 @@ class TrainingRecord:
         kept.setdefault("run_format", 1)
         kept["best_valid_score"] = float("-inf") if kept["best_valid_score"] is None else kept["best_valid_score"]
         return cls(span=span, **kept)
+
+
+def epochs_trained(history: list[dict[str, Any]]) -> int:
+    """The epochs a training's ``history`` (one row per validation) covers, the last one begun counted."""
+    return history[-1]["epoch"] + 1 if history else 0
+
+
+def best_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row of the best validation, whose weights the run published: the last that improved ({} for none)."""
+    return next((row for row in reversed(history) if row.get("improved")), {})
 
 
 #: ``train`` settings that do not change the weights: the thread count, how often a checkpoint is written (a

@@ -87,7 +87,7 @@ def _train_command(data: Path, out: Path, config, preset: str | None, resume: bo
     from unitarget.io import count_log_rows
     from unitarget.pipeline import train as train_model
     from unitarget.progress import RichCacheProgress, RichTrainingHooks
-    from unitarget.runs import TRAINING_FILE
+    from unitarget.runs import TRAINING_FILE, epochs_trained
     from unitarget.training.loop import SilentHooks
 
     hooks = RichTrainingHooks(console, preset or "train") if context.is_main else SilentHooks()
@@ -100,7 +100,9 @@ def _train_command(data: Path, out: Path, config, preset: str | None, resume: bo
     record = trained.record
     if context.is_main:
         ranks = f" on {context.world} ranks" if context.parallel else ""
-        console.print(f"model written to {out}{ranks}: best epoch {record.best_epoch + 1} of {len(record.history)}, "
+        epochs, validations = epochs_trained(record.history), len(record.history)
+        where = "" if validations == epochs else f" (step {record.best_step}; {validations} validations)"
+        console.print(f"model written to {out}{ranks}: best epoch {record.best_epoch + 1} of {epochs}{where}, "
                       f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
 
 

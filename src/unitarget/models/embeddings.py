@@ -8,46 +8,62 @@ from torch import nn
 from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
 from unitarget.models.attention import TargetAttention
-from unitarget.models.regularisers import EmbeddingRegulariser, add_decay_gradient
+from unitarget.models.regularisers import EmbeddingRegulariser, add_decay_gradient, decay_scale
 
 
 class _PooledLookup(torch.autograd.Function):
     """out[b, k] = Σ_{c : slot[c] = k} w[b, c] · weight[ids[b, c]]  — lookup and pooling in one op.
 
-    Every categorical column is its own slot (w = 1); the tokens of a bag share one slot with
-    w = 1/len(bag) (0 on padding), which makes the slot the bag's mean. Doing both in one function
-    lets the backward scatter token gradients straight into the table with one ``index_add_``:
-    PyTorch's own ``embedding`` backward plus slicing and pooling cost about 3x more per step on
-    2 CPU cores (docs/benchmarks.md). With ``decay`` (C,) the backward adds the gradient of the decay
-    of the rows read (``models.regularisers``) before that scatter.
+    Every single column is its own slot (w = 1); the tokens of a bag share one slot with
+    w = 1/len(bag) (0 on padding), which makes the slot the bag's mean. The forward is one
+    ``embedding_bag`` call over the flattened ids (every slot of every row a bag of consecutive
+    columns), so no (B, C, dim) intermediate is built. The backward scatters only the tokens that
+    are not padding (about half of the default world's, whose history bags are half empty) into the
+    table with one ``index_add_``; the embedding_bag's own backward, and PyTorch's embedding backward
+    plus slicing and pooling, cost about 2-3x more per step on 2 CPU cores (docs/benchmarks.md).
+    With ``decay`` (C,) the backward adds the gradient of the decay of the rows read
+    (``models.regularisers``) to the tokens' before that scatter.
     """
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor,
-                slot: torch.Tensor, n_categorical: int, bag_slices: list[tuple[int, int]],
+                slot: torch.Tensor, n_single: int, bag_slices: list[tuple[int, int]],
                 sparse_grad: bool, decay: torch.Tensor | None) -> torch.Tensor:
-        batch, _ = ids.shape
-        flat = ids.reshape(-1).long()  # int64: index_add_ takes a ~2x slower path with int32 indices
-        tokens = weight.index_select(0, flat).view(batch, -1, weight.shape[1])  # (B, C, D)
-        tokens.mul_(token_weight.unsqueeze(-1))
-        bags = [tokens[:, start:stop].sum(1, keepdim=True) for start, stop in bag_slices]
-        out = torch.cat([tokens[:, :n_categorical], *bags], dim=1)  # (B, K, D)
-        ctx.save_for_backward(flat, token_weight, slot, *((weight, decay) if decay is not None else ()))
+        batch = ids.shape[0]
+        slots = n_single + len(bag_slices)
+        flat = ids.reshape(-1).long()  # int64: index_add_ takes a ~3x slower path with int32 indices
+        weights = token_weight.reshape(-1)
+        starts = torch.tensor([*range(n_single), *(start for start, _ in bag_slices)], dtype=torch.int64)
+        out = slot_sums(weight, ids, token_weight, starts)
+        kept = (flat != PADDING_ROW).nonzero().squeeze(1)
+        out_rows = (torch.arange(batch).mul_(slots).unsqueeze(1) + slot).reshape(-1)  # token -> row of out
+        decayed = () if decay is None else (weight, decay_scale(decay, token_weight).index_select(0, kept))
+        ctx.save_for_backward(flat[kept], weights[kept], out_rows[kept], *decayed)
         ctx.rows, ctx.sparse_grad = weight.shape[0], sparse_grad
-        return out
+        return out.view(batch, slots, weight.shape[1])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        flat, token_weight, slot, *decayed = ctx.saved_tensors
+        rows, weights, out_rows, *decayed = ctx.saved_tensors
         dim = grad.shape[-1]
-        token_grad = grad.index_select(1, slot).mul_(token_weight.unsqueeze(-1)).view(-1, dim)  # (B·C, D)
+        token_grad = grad.reshape(-1, dim).index_select(0, out_rows).mul_(weights.unsqueeze(1))  # (tokens, D)
         if decayed:
-            add_decay_gradient(token_grad, decayed[0], flat, token_weight, decayed[1])
+            add_decay_gradient(token_grad, decayed[0], rows, decayed[1])
         if ctx.sparse_grad:
-            return _row_sparse_grad(token_grad, flat, ctx.rows), None, None, None, None, None, None, None
-        weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, flat, token_grad)
-        weight_grad[PADDING_ROW] = 0
+            return _row_sparse_grad(token_grad, rows, ctx.rows), None, None, None, None, None, None, None
+        weight_grad = grad.new_zeros(ctx.rows, dim).index_add_(0, rows, token_grad)
         return weight_grad, None, None, None, None, None, None, None
+
+
+def slot_sums(weight: torch.Tensor, ids: torch.Tensor, token_weight: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """(B·K, dim): each slot's weighted sum of its rows, in one ``embedding_bag`` call. Every slot of every row is a
+    bag of consecutive columns of the flattened ids, beginning at ``starts`` (K columns); nothing (B, C, dim) is
+    materialised."""
+    batch, width = ids.shape
+    offsets = (torch.arange(batch).mul_(width).unsqueeze(1) + starts).reshape(-1)
+    # No padding_idx: the padding row is zero and weighs 0, and that argument takes a ~4x slower kernel.
+    return nn.functional.embedding_bag(ids.reshape(-1).long(), weight, offsets, mode="sum",
+                                       per_sample_weights=token_weight.reshape(-1))
 
 
 #: Above this many table rows per token, a row-sparse gradient is summed over the batch's unique
@@ -153,12 +169,5 @@ class FeatureEmbedder(nn.Module):
         return [self.attention(self.table.weight, ids, self.sparse_grad)]
 
     def _pooled_for_inference(self, ids: torch.Tensor) -> torch.Tensor:
-        """The same sums as ``_PooledLookup`` in one ``embedding_bag`` call: every slot of every
-        row is one bag of the flattened ids, so no (B, C, dim) intermediate is materialised."""
-        batch = ids.shape[0]
-        offsets = (torch.arange(batch).unsqueeze(1) * self.width + self.slot_starts).reshape(-1)
-        pooled = nn.functional.embedding_bag(
-            ids.reshape(-1).long(), self.table.weight, offsets, mode="sum",
-            per_sample_weights=self.token_weights(ids).reshape(-1),
-        )
-        return pooled.view(batch, -1)  # (B, slots·dim)
+        """The forward of ``_PooledLookup`` without what its backward needs."""
+        return slot_sums(self.table.weight, ids, self.token_weights(ids), self.slot_starts).view(ids.shape[0], -1)

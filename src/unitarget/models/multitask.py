@@ -23,7 +23,7 @@ from unitarget.models.encoders import SharedBottom
 from unitarget.models.experts import camoe, mmoe, ple
 from unitarget.models.linear import LinearTerms, TaskColumns
 from unitarget.models.regularisers import EmbeddingRegulariser
-from unitarget.models.towers import BiasTower, Tower
+from unitarget.models.towers import BiasTower, Tower, stackable, stacked_logits
 
 
 class MultiTaskModel(nn.Module):
@@ -58,9 +58,11 @@ class MultiTaskModel(nn.Module):
         wanted = list(range(len(self.towers))) if tasks is None else tasks
         x = self.cross(self.embedder(features.ids, features.dense))  # (B, F)
         z = self.encoder(x, tasks)  # (B, H) shared, or len(wanted) × (B, H)
+        towers = [list(self.towers.values())[i] for i in wanted]
+        if isinstance(z, torch.Tensor) and stackable(towers):
+            return stacked_logits(towers, z)
         per_task = [z] * len(wanted) if isinstance(z, torch.Tensor) else z
-        towers = list(self.towers.values())
-        return torch.stack([towers[i](z) for i, z in zip(wanted, per_task)], dim=1)
+        return torch.stack([tower(z) for tower, z in zip(towers, per_task)], dim=1)
 
     def freeze(self, except_towers: Sequence[str]) -> None:
         """Stop every parameter but those of ``except_towers`` from learning. Frozen batch-norm

@@ -70,15 +70,16 @@ class EmbeddingRegulariser(nn.Module):
         return self.decay if self.training else None
 
 
-def add_decay_gradient(token_grad: torch.Tensor, weight: torch.Tensor, flat: torch.Tensor,
-                       token_weight: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
-    """``token_grad`` (B·C, dim) plus, in place, ∂Ω/∂token of ``EmbeddingRegulariser``'s decay:
-    2 λ_c w_c(x) / B · e_{ids[x, c]} on the columns that decay; the lookup's scatter then sums it into the table
-    rows with the task gradient."""
-    batch, width = token_weight.shape
-    columns = decay.nonzero().squeeze(1)
-    rows = flat.view(batch, width).index_select(1, columns).reshape(-1)
-    scale = token_weight.index_select(1, columns) * (2 * decay.index_select(0, columns) / batch)  # (B, C')
-    values = weight.index_select(0, rows).view(batch, len(columns), -1).mul_(scale.unsqueeze(-1))
-    token_grad.view(batch, width, -1).index_add_(1, columns, values)
-    return token_grad
+def decay_scale(decay: torch.Tensor, token_weight: torch.Tensor) -> torch.Tensor:
+    """(B·C,) ∂Ω/∂e per token, over the token's row e: 2 λ_c w_c(x) / B (0 on the columns without decay)."""
+    return (token_weight * decay * (2 / token_weight.shape[0])).reshape(-1)
+
+
+def add_decay_gradient(token_grad: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor,
+                       scale: torch.Tensor) -> torch.Tensor:
+    """``token_grad`` (tokens, dim) plus, in place, each token's decay gradient ``scale`` · e_row (``decay_scale``);
+    the lookup's scatter then sums it into the table rows with the task gradient. Only the tokens that decay are
+    gathered."""
+    decaying = scale.nonzero().squeeze(1)
+    values = weight.index_select(0, rows.index_select(0, decaying)).mul_(scale.index_select(0, decaying).unsqueeze(1))
+    return token_grad.index_add_(0, decaying, values)

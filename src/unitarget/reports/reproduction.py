@@ -24,6 +24,7 @@ from unitarget.presets import PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
 from unitarget.reports.format import format_relative, relative_change
 from unitarget.reports.table1 import beats_linear_markdown, table1_markdown
+from unitarget.runs import epochs_trained
 from unitarget.reports.table2 import reproduction_section
 from unitarget.simulation.result import SimulationResult
 
@@ -245,7 +246,7 @@ def _training_table(facts: ReproductionFacts, labels: dict[str, str]) -> str:
         history = info["history"]
         speed = np.mean([h["examples_per_s"] for h in history])
         lines.append(
-            f"| {display_name(setup)} | {info['rows']['train']:,} | {len(history)} | {info['best_epoch'] + 1} | "
-            f"{speed:,.0f} | {info['seconds']:.0f} | {info['parameters']:,} |"
+            f"| {display_name(setup)} | {info['rows']['train']:,} | {epochs_trained(history)} | "
+            f"{info['best_epoch'] + 1} | {speed:,.0f} | {info['seconds']:.0f} | {info['parameters']:,} |"
         )
     return "\n".join(lines)

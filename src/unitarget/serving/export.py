@@ -38,7 +38,7 @@ from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.pipeline import TrainedModel, load_model
-from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE
+from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE, best_validation
 from unitarget.scoring import predict_probabilities
 from unitarget.serving import manifest as mf
 
@@ -212,7 +212,7 @@ def _manifest(trained: TrainedModel, run: Path, staging: Path, diff: float) -> d
     """Everything a server or a reader needs to know about the export, hashes last."""
     layout = trained.encoder.layout_
     training = json.loads((staging / TRAINING_FILE).read_text()) if (staging / TRAINING_FILE).is_file() else {}
-    best = next((h for h in training.get("history", []) if h.get("epoch") == training.get("best_epoch")), {})
+    best = best_validation(training.get("history", []))
     return {
         "format": mf.FORMAT,
         "format_version": mf.FORMAT_VERSION,
@@ -234,6 +234,7 @@ def _manifest(trained: TrainedModel, run: Path, staging: Path, diff: float) -> d
         "training": {
             "train_range": training.get("train_range"), "valid_range": training.get("valid_range"),
             "rows": training.get("rows"), "best_epoch": training.get("best_epoch"),
+            "best_step": training.get("best_step"),
             "best_valid_score": training.get("best_valid_score"),
             "metrics": {k: v for k, v in best.items() if k.startswith("valid_")},
         },

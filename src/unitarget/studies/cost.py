@@ -24,7 +24,7 @@ from unitarget.data.features import FeatureLayout
 from unitarget.models import MultiTaskModel
 from unitarget.scoring import predict_probabilities
 from unitarget.training.batches import FirstBatches
-from unitarget.training.loop import MemoryStore, fit
+from unitarget.training.loop import MemoryStore, SilentHooks, fit
 from unitarget.training.setup import TrainingSetup, build_setup
 
 
@@ -40,7 +40,7 @@ class Cost:
     predict_rows_per_s: float
 
 
-class _StepClock:
+class _StepClock(SilentHooks):
     """Training hooks that time the steps after a warm-up: examples/s of the loop's own step."""
 
     def __init__(self, warmup: int, batch_size: int) -> None:
@@ -53,9 +53,6 @@ class _StepClock:
             self.started = time.perf_counter()
         elif step > self.warmup:
             self.stopped, self.timed_steps = time.perf_counter(), step - self.warmup
-
-    def on_epoch_end(self, record: dict) -> None:
-        pass
 
     @property
     def examples_per_s(self) -> float:

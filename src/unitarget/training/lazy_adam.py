@@ -7,7 +7,7 @@ momentum. Here a parameter whose gradient is sparse (``FeatureEmbedder.sparse_gr
 on the gradient's rows only: their moments and weights step, the other rows stay exactly as they
 are, and weight decay (L2, as in ``torch.optim.Adam``) reaches only the rows the batch touched.
 Bias correction uses the optimizer's global step, as TensorFlow's LazyAdam does. Dense
-parameters go through PyTorch's own Adam (foreach kernels), with the same hyper-parameters, so
+parameters go through PyTorch's own Adam (fused kernels), with the same hyper-parameters, so
 one optimizer (one learning-rate schedule, one checkpoint) serves both.
 """
 
@@ -44,7 +44,7 @@ class LazyAdam(torch.optim.Optimizer):
                 states = [self._state_of(p) for p in dense]
                 dense_adam(dense, [p.grad for p in dense], [s["exp_avg"] for s in states],
                            [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
-                           foreach=True, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
+                           fused=True, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
                            lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
             for param in group["params"]:
                 if param.grad is not None and param.grad.is_sparse:

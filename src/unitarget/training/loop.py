@@ -1,20 +1,24 @@
-"""The training loop: one function, visible phases, two hooks and a store.
+"""The training loop: one function, visible phases, three hooks and a store.
 
-Phases per step: sample rows -> forward -> masked per-task losses -> balance -> backward -> step.
-Per epoch: validate on the validation split only (never the test split), hand the weights to the
-store when they improve, write a resumable checkpoint there, stop early when validation stops
-improving. The loop names no file: a ``TrainingStore`` keeps the best weights and the checkpoint
-(``runs.Staging`` on disk, ``MemoryStore`` for studies that keep nothing).
+Phases per step: sample rows -> forward -> masked per-task losses -> balance -> backward -> step
+(-> move the average of the weights, with ``train.ema_decay``).
+Per epoch, at its end and (``train.validate_every``) at fixed steps inside it: validate on the
+validation split only (never the test split), hand the weights (the average's, with ``ema_decay``)
+to the store when they improve, stop early after ``patience`` validations without improvement; at
+the epoch's end, write a resumable checkpoint. The loop names no file: a ``TrainingStore`` keeps the
+best weights and the checkpoint (``runs.Staging`` on disk, ``MemoryStore`` for studies that keep nothing).
 
 With ``train.checkpoint_every_steps`` / ``_minutes`` a checkpoint is also written between two
 steps inside an epoch (``training.trigger``). It holds the epoch's position (steps done, their loss
 sum and examples) besides the weights, optimiser, schedule, balancer and the torch RNG state: a
 resumed run redraws the epoch's batches from (seed, epoch), skips the ones done, restores the RNG
 (dropout) as it was after the last of them, and so reaches the weights an uninterrupted run would.
+The validations done so far, the best score and the average of the weights are in it too.
 
 Under torchrun (``training.distributed``) the same loop runs on every rank: each trains its share of
-every global batch through the model in DDP, rank 0 validates and writes the store, and every rank
-receives what rank 0 decided and loaded. For a single process none of this happens.
+every global batch through the model in DDP, rank 0 validates (at the same steps as the others wait)
+and writes the store, and every rank receives what rank 0 decided and loaded. The average of the
+weights lives on rank 0 alone, which scores and publishes it. For a single process none of this happens.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from unitarget.models import MultiTaskModel
 from unitarget.training.balancing import LossBalancer, SharedParameters
 from unitarget.training.batches import BatchStream
 from unitarget.training.distributed import DistributedContext, Replica
+from unitarget.training.ema import WeightAverage
 from unitarget.training.schedule import make_optimizer, make_scheduler
 from unitarget.training.tasks import TaskSet
-from unitarget.training.trigger import CheckpointTrigger
+from unitarget.training.trigger import CheckpointTrigger, validation_steps
 
 Validate = Callable[[MultiTaskModel], tuple[float, dict[str, float]]]
 
@@ -47,8 +52,15 @@ class TrainingHooks(Protocol):
         """After each optimiser step (``step`` counts from 1 within the epoch)."""
         ...
 
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """After each validation, inside an epoch or at its end, with its history record: ``epoch``, ``step`` (the
+        optimiser steps of the run so far), ``fraction`` (of the epoch done), ``train_loss`` (over the steps since
+        the previous validation), ``valid_score``, ``valid_<target>`` (each target's AP) and ``improved`` (the best
+        so far). A tuner may prune the run here by raising."""
+        ...
+
     def on_epoch_end(self, record: dict[str, Any]) -> None:
-        """After each epoch's validation, with its history record (``improved`` says if it is the best)."""
+        """After each epoch, with the record of its end-of-epoch validation (``on_validation`` had it first)."""
         ...
 
 
@@ -56,6 +68,9 @@ class SilentHooks:
     """Hooks that report nothing (library calls, tests)."""
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        """Nothing."""
+
+    def on_validation(self, record: dict[str, Any]) -> None:
         """Nothing."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
@@ -121,18 +136,20 @@ class TrainState:
     epoch: int = 0  # epochs completed, i.e. the epoch in progress
     best_score: float = float("-inf")
     best_epoch: int = -1
-    stale_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    # The epoch in progress so far (all zero at its start; checkpoints of older versions lack them):
+    best_step: int = -1  # the run's optimiser steps at the best validation
+    stale: int = 0  # validations since the best one (patience counts them)
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per validation
+    # The epoch in progress so far (all zero at its start):
     step: int = 0  # optimiser steps done: a resumed run continues with the next one
-    loss_sum: float = 0.0  # the sum of their losses (the epoch's train_loss is this over all its steps)
     seen: int = 0  # examples they saw
     seconds: float = 0.0  # time they took, across interruptions
+    validated_at: int = 0  # the step of its last validation (0: none yet)
+    loss_sum: float = 0.0  # the sum of the losses since then (the next validation's train_loss is their mean)
 
     def next_epoch(self) -> None:
         """Count the epoch in progress as done and zero its position, before the epoch-end checkpoint."""
         self.epoch += 1
-        self.step, self.loss_sum, self.seen, self.seconds = 0, 0.0, 0, 0.0
+        self.step, self.loss_sum, self.seen, self.seconds, self.validated_at = 0, 0.0, 0, 0.0, 0
 
 
 def fit(
@@ -149,7 +166,8 @@ def fit(
     hooks: TrainingHooks = SilentHooks(),
     distributed: DistributedContext = DistributedContext(),
 ) -> TrainState:
-    """Train ``model`` in place; on return it holds the best validation weights.
+    """Train ``model`` in place; on return it holds the best validation weights (of the average, with
+    ``train.ema_decay``).
 
     ``resume`` continues from the store's last checkpoint, an epoch-end one or (with
     ``train.checkpoint_every_steps`` / ``_minutes``) one between two steps, and reaches the weights
@@ -158,27 +176,69 @@ def fit(
     rank 0 validates and writes the store, and every rank gets its decisions.
     """
     store, batches = distributed.store(store), distributed.batches(batches)
+    # The average copies the model's modules, so before DDP wraps them; rank 0 alone scores and publishes it.
+    average = WeightAverage(model, train_config.ema_decay) if train_config.ema_decay and distributed.is_main else None
     replica = distributed.replica(model, balancer, train_config.seed)
     optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
     scheduler = make_scheduler(optimizer, optim_config, len(batches) * train_config.max_epochs)
-    parts = _Parts(model, optimizer, scheduler, balancer)
+    parts = _Parts(model, optimizer, scheduler, balancer, average)
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()
     checkpoints = _Checkpoints(store, parts, CheckpointTrigger(train_config.checkpoint_every_steps,
                                                                train_config.checkpoint_every_minutes))
-    while state.epoch < train_config.max_epochs and state.stale_epochs < train_config.patience:
-        epoch = state.epoch
-        _train_epoch(parts, replica, tasks, batches, state, train_config.use_bf16, hooks, checkpoints)
-        # ---- validate (rank 0 under DDP, its score broadcast), keep the best weights, checkpoint
-        score, details = distributed.from_main(lambda: validate(model))
-        improved = score > state.best_score or state.best_epoch < 0  # the first epoch is always kept
+    selection = _Selection(validate, model if average is None else average.model, store, distributed, hooks,
+                           train_config.patience, len(batches), validation_steps(train_config.validate_every,
+                                                                                 len(batches)))
+    while state.epoch < train_config.max_epochs and not selection.stopped(state):
+        _train_epoch(parts, replica, tasks, batches, state, train_config.use_bf16, hooks, checkpoints, selection)
+        if selection.stopped(state):  # by a validation inside the epoch: checkpointed, so a resume trains no more
+            checkpoints.write(state)
+            break
+        record = selection.validate(state)  # the epoch's end
+        state.next_epoch()
+        checkpoints.write(state)
+        hooks.on_epoch_end(record)
+    model.load_state_dict(store.load_best())
+    return state
+
+
+@dataclass
+class _Selection:
+    """Model selection: validation at the epoch's end and after the steps ``inside`` it, the best weights so far
+    handed to the store, and the validations since, against ``patience``."""
+
+    score: Validate
+    scored: MultiTaskModel  # the model, or the average of its weights
+    store: TrainingStore
+    distributed: DistributedContext
+    hooks: TrainingHooks
+    patience: int
+    steps: int  # per epoch
+    inside: frozenset[int]
+
+    def due(self, state: TrainState) -> bool:
+        """Whether a validation follows the step just done, inside the epoch (its end is ``fit``'s)."""
+        return state.step in self.inside
+
+    def stopped(self, state: TrainState) -> bool:
+        """Whether ``patience`` validations in a row have not improved on the best."""
+        return state.stale >= self.patience
+
+    def validate(self, state: TrainState) -> dict[str, Any]:
+        """Score (rank 0 under DDP, its score broadcast), keep the weights when they are the best so far (the first
+        validation's always), add the history record and report it."""
+        score, details = self.distributed.from_main(lambda: self.score(self.scored))
+        improved = score > state.best_score or not state.history
+        step = state.epoch * self.steps + state.step
         if improved:
-            state.best_score, state.best_epoch, state.stale_epochs = score, epoch, 0
-            store.save_best(model.state_dict())
+            state.best_score, state.best_epoch, state.best_step, state.stale = score, state.epoch, step, 0
+            self.store.save_best(self.scored.state_dict())
         else:
-            state.stale_epochs += 1
+            state.stale += 1
         record = {
-            "epoch": epoch,
-            "train_loss": state.loss_sum / max(1, len(batches)),
+            "epoch": state.epoch,
+            "step": step,
+            "fraction": state.step / max(1, self.steps),
+            "train_loss": state.loss_sum / max(1, state.step - state.validated_at),
             "examples_per_s": state.seen / state.seconds,
             "seconds": state.seconds,
             "valid_score": score,
@@ -186,11 +246,9 @@ def fit(
             **{f"valid_{k}": v for k, v in details.items()},
         }
         state.history.append(record)
-        state.next_epoch()
-        checkpoints.write(state)
-        hooks.on_epoch_end(record)
-    model.load_state_dict(store.load_best())
-    return state
+        state.validated_at, state.loss_sum = state.step, 0.0
+        self.hooks.on_validation(record)
+        return record
 
 
 @dataclass
@@ -201,9 +259,10 @@ class _Parts:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     balancer: LossBalancer
+    average: WeightAverage | None  # with train.ema_decay, on rank 0
 
     def checkpoint(self, state: TrainState) -> dict[str, Any]:
-        return {
+        payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -211,12 +270,15 @@ class _Parts:
             "rng": torch.get_rng_state(),
             "state": asdict(state),
         }
+        return payload if self.average is None else payload | {"average": self.average.state_dict()}
 
     def restore(self, payload: dict[str, Any]) -> TrainState:
         self.model.load_state_dict(payload["model"])
         self.balancer.load_state_dict(payload["balancer"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(payload["average"])
         torch.set_rng_state(payload["rng"])
         return TrainState(**payload["state"])
 
@@ -240,10 +302,11 @@ class _Checkpoints:
 
 
 def _train_epoch(parts: _Parts, replica: Replica, tasks: TaskSet, batches: BatchStream, state: TrainState,
-                 bf16: bool, hooks: TrainingHooks, checkpoints: _Checkpoints) -> None:
+                 bf16: bool, hooks: TrainingHooks, checkpoints: _Checkpoints, selection: _Selection) -> None:
     """Epoch ``state.epoch`` from step ``state.step`` on (0, or where a mid-epoch checkpoint stopped), adding its
-    steps, losses, examples and time to ``state`` and checkpointing between steps when due. The forward goes
-    through ``replica.net`` (the model, or the model in DDP)."""
+    steps, losses, examples and time to ``state``, validating and checkpointing between steps when due, and
+    returning early when a validation stops training. The forward goes through ``replica.net`` (the model, or
+    the model in DDP)."""
     model, optimizer, scheduler, balancer = parts.model, parts.optimizer, parts.scheduler, parts.balancer
     shared = SharedParameters(model.shared_parameters(), model.last_shared_weight())
     model.train()
@@ -262,12 +325,21 @@ def _train_epoch(parts: _Parts, replica: Replica, tasks: TaskSet, batches: Batch
         optimizer.step()
         balancer.after_step()
         scheduler.step()
+        if parts.average is not None:
+            parts.average.update(model)
         loss_value = replica.loss(loss)
         state.step, state.seen = state.step + 1, state.seen + replica.examples(len(batch))
         state.loss_sum += loss_value
         state.seconds = before + (time.perf_counter() - started)
+        if selection.due(state):  # before the checkpoint, which then holds this validation
+            paused = time.perf_counter()
+            selection.validate(state)
+            model.train()
+            started += time.perf_counter() - paused  # the epoch's time is the training's
         checkpoints.after_step(state, steps)
         hooks.on_step(state.epoch, state.step, steps, loss_value, state.seen / state.seconds)
+        if selection.stopped(state):
+            return
 
 
 def _diverged(epoch: int, step: int, task_losses: torch.Tensor, tasks: TaskSet, lr: float) -> TrainingDivergedError:
