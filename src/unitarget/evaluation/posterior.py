@@ -92,8 +92,9 @@ def _content_taste(world: World) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Rows:
-    """The training rows as logistic observations: each row's four chain logits at the prior mean,
-    its labels, which of them are observed, and the entities whose effects move those logits."""
+    """The training rows as logistic observations, sorted by show (so that a show's rows are one
+    slice): each row's four chain logits at the prior mean, its labels, which of them are observed,
+    and the entities whose effects move those logits."""
 
     base: np.ndarray  # (n, 4) logits of OBSERVED at the prior mean
     y: np.ndarray  # (n, 4) 1/0 (0 where not observed)
@@ -103,6 +104,7 @@ class _Rows:
     show: np.ndarray
     publisher: np.ndarray
     creative: np.ndarray  # -1 on promotions
+    x: np.ndarray  # (n, K) u_user / √K: the derivative of the affinity in the show's taste
 
     def weights(self, world: World, term: int) -> np.ndarray:
         """(n, 4) weight of ``term`` in each observation's logit (the stream weight by click branch)."""
@@ -114,7 +116,9 @@ class _Rows:
 
 
 def _rows(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarray]) -> _Rows:
-    y = np.stack([observed_labels[name] for name in OBSERVED], axis=1)  # (n, 4) with NaN
+    order = np.argsort(p.show, kind="stable")
+    p = Placements(**{f.name: getattr(p, f.name)[order] for f in dataclasses.fields(p)})
+    y = np.stack([observed_labels[name][order] for name in OBSERVED], axis=1)  # (n, 4) with NaN
     observed = ~np.isnan(y)
     observed[:, 1] &= observed[:, 0]  # stream's branch needs the click
     observed[:, 2:] &= observed[:, [1]]  # like's and follow's need the stream
@@ -127,12 +131,11 @@ def _rows(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarr
             np.where(streamed[sl], c.like_stream, c.like_no_stream),
             np.where(streamed[sl], c.follow_stream, c.follow_no_stream),
         ], axis=1))
-    q = np.concatenate(parts) if parts else np.zeros((0, 4))
+    q = np.concatenate(parts)
     return _Rows(base=np.log(q) - np.log1p(-q), y=np.where(observed, y, 0.0), observed=observed, clicked=clicked,
                  user=p.user, show=p.show, publisher=prior_world.shows.publisher[p.show].astype(np.int64),
-                 creative=np.where(p.source == vocab.SOURCE_ADS, p.creative, -1))
-
-
+                 creative=np.where(p.source == vocab.SOURCE_ADS, p.creative, -1),
+                 x=prior_world.users.taste[p.user] / np.sqrt(prior_world.params.latent_dim))
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class _Show:
     """One show's training rows; its Newton block's unknowns are (q_s, v_s, c_r for ``creatives``)."""
 
     show: int
-    rows: np.ndarray  # indices into the training rows
+    rows: slice  # its rows among the training rows (sorted by show)
     creatives: np.ndarray  # (R,) the show's creatives among them
     ad_rows: np.ndarray  # positions in ``rows`` of the ad rows
     local: np.ndarray  # each ad row's creative, as an index into ``creatives``
@@ -148,20 +151,18 @@ class _Show:
 
 def _shows(rows: _Rows) -> list[_Show]:
     """The shows with training rows, each with its rows and creatives."""
-    order = np.argsort(rows.show, kind="stable")
-    starts = np.flatnonzero(np.r_[True, rows.show[order][1:] != rows.show[order][:-1]])
+    starts = np.flatnonzero(np.r_[True, rows.show[1:] != rows.show[:-1]])
     shows = []
-    for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
-        idx = order[lo:hi]
-        creative = rows.creative[idx]
+    for lo, hi in zip(starts.tolist(), np.r_[starts[1:], len(rows.show)].tolist()):
+        creative = rows.creative[lo:hi]
         ad_rows = np.flatnonzero(creative >= 0)
         creatives, local = np.unique(creative[ad_rows], return_inverse=True)
-        shows.append(_Show(int(rows.show[idx[0]]), idx, creatives, ad_rows, local.ravel()))
+        shows.append(_Show(int(rows.show[lo]), slice(lo, hi), creatives, ad_rows, local.ravel()))
     return shows
 
 
 def fit_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarray], *, prior: Prior | None = None,
-                sweeps: int = 50, tol: float = 1e-3) -> Effects:
+                sweeps: int = 50, tol: float = 5e-3) -> Effects:
     """The posterior mode of the effects given the labels of the placements ``p`` (module
     docstring), from the prior mean; the prior mean itself when ``p`` is empty.
 
@@ -183,7 +184,7 @@ def fit_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarr
         if previous is not None and np.abs(eta - previous).max() < tol:
             break
         previous = eta
-        est = _show_step(rows, eta, weights, world.users.taste, est, prior, shows)
+        est = _show_step(rows, eta, weights, est, prior, shows)
         est = _publisher_step(world, est, prior, shows)
     return est
 
@@ -199,14 +200,13 @@ def _logits(rows: _Rows, world: World, weights: dict[int, np.ndarray], est: Effe
     d_affinity = np.zeros(len(rows.show))
     for lo in range(0, len(rows.show), _BLOCK):
         sl = slice(lo, lo + _BLOCK)
-        d_affinity[sl] = np.einsum("ij,ij->i", world.users.taste[rows.user[sl]], d_taste[rows.show[sl]])
-    d_affinity /= np.sqrt(world.params.latent_dim)
+        d_affinity[sl] = np.einsum("ij,ij->i", rows.x[sl], d_taste[rows.show[sl]])
     return (rows.base + weights[QUALITY] * d_quality[:, None] + weights[CHANNEL] * d_channel[:, None]
             + weights[AFFINITY] * d_affinity[:, None])
 
 
-def _show_step(rows: _Rows, eta: np.ndarray, weights: dict[int, np.ndarray], user_taste: np.ndarray, est: Effects,
-               prior: Prior, shows: list[_Show]) -> Effects:
+def _show_step(rows: _Rows, eta: np.ndarray, weights: dict[int, np.ndarray], est: Effects, prior: Prior,
+               shows: list[_Show]) -> Effects:
     """One joint Newton step of every show's (q_s, v_s, c_r), clipped to 1 logit per unknown."""
     p = 0.5 * (1.0 + np.tanh(0.5 * eta))
     r = np.where(rows.observed, rows.y - p, 0.0)  # (n, 4) d log-likelihood / d logit
@@ -217,8 +217,7 @@ def _show_step(rows: _Rows, eta: np.ndarray, weights: dict[int, np.ndarray], use
     quality, taste, creative = est.quality.copy(), est.taste.copy(), est.creative_quality.copy()
     k = taste.shape[1]
     for s in shows:
-        x = user_taste[rows.user[s.rows]] / np.sqrt(k)  # (m, K): the affinity's derivative in v_s
-        b, a = _show_system(s, x, [g[s.rows] for g in grad], {key: c[s.rows] for key, c in curv.items()})
+        b, a = _show_system(s, rows.x[s.rows], [g[s.rows] for g in grad], {key: c[s.rows] for key, c in curv.items()})
         m = prior.mean
         b[0] -= (quality[s.show] - m.quality[s.show]) / prior.quality_var
         b[1:k + 1] -= (taste[s.show] - m.taste[s.show]) / prior.taste_var
