@@ -14,16 +14,15 @@ groups of effects, which it knows as their posterior mode given the training-per
 * c_r, each creative's quality, from its ad impressions; prior N(0, creative_quality_sd²);
 * r_s = v_s − m_s, the part of a show's taste vector its genre and topics do not predict; prior
   N(0, τ² I) with m_s = β (√g G_genre + √t T_topics), β and τ² fitted by least squares over all
-  shows (the generator's own construction of v, population_generate_shows).
+  shows (the generator's own construction of v, ``population.generate_shows``).
 
 Each effect enters the chain's conditional logits linearly (``synth.labels``: quality through the
 show-quality term, c_r through the channel term, r_s through the affinity u·v/√K), so the log
 posterior — every training row's click, stream | click branch, like | stream branch and follow |
 stream branch as logistic observations, plus the Gaussian priors — is concave. Its mode is found
-by block-coordinate Newton steps (publishers, shows' quality, creatives, shows' taste), each step
-exact for its block given the others, clipped to 1 logit; sweeps stop once no estimate moves by
-more than ``tol``. With no training rows every effect sits at its prior mean: the show-blind
-oracle. As a show's exposure grows its estimate tends to the truth and the informed oracle to the
+by sweeps of joint Newton steps per show and exact conditional modes per publisher
+(``evaluation.posterior``). With no training rows every effect sits at its prior mean: the
+show-blind oracle. As a show's exposure grows its estimate tends to the truth and the informed oracle to the
 full one.
 
 What makes it an approximation of the Bayes limit, not the limit itself:
@@ -55,7 +54,7 @@ import pyarrow.compute as pc
 from unitarget import contract
 from unitarget.errors import UnitargetError
 from unitarget.evaluation.posterior import fit_effects
-from unitarget.evaluation.world_rows import label_arrays, placements_of
+from unitarget.evaluation.world_rows import COLUMNS, label_arrays, placements_of
 from unitarget.io import read_log
 from unitarget.synth import World
 from unitarget.synth.placements import Placements
@@ -73,10 +72,10 @@ class InformedOracle:
     exposure: np.ndarray  # (n_shows,) training impressions of each show
 
     @classmethod
-    def fit(cls, world: World, training: pa.Table, **fit_options: float) -> InformedOracle:
+    def fit(cls, world: World, training: pa.Table) -> InformedOracle:
         """Fit on ``training``: contract rows of ``world``'s log (the impressions before the test days)."""
         p = placements_of(world, normalise_ts(training))
-        effects = fit_effects(world, p, label_arrays(training), **fit_options)  # type: ignore[arg-type]
+        effects = fit_effects(world, p, label_arrays(training))
         return cls(world, effects.applied_to(world), np.bincount(p.show, minlength=world.n_shows))
 
     @classmethod
@@ -88,7 +87,7 @@ class InformedOracle:
         if not (dataset / "world").is_dir():
             raise UnitargetError(f"{dataset} has no world/: pass the directory `unitarget synth --out` wrote")
         world = World.load(dataset / "world")
-        log = normalise_ts(read_log(dataset / "impressions.parquet"))
+        log = normalise_ts(read_log(dataset / "impressions.parquet", columns=list(COLUMNS)))
         evaluated = data if isinstance(data, pa.Table) else read_log(data, columns=[contract.TS])
         first = pc.min(normalise_ts(evaluated).column(contract.TS))
         return cls.fit(world, log.filter(pc.less(log.column(contract.TS), first)))

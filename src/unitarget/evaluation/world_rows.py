@@ -23,6 +23,9 @@ _DAY_US = 86_400_000_000
 _HOUR_US = 3_600_000_000
 #: (column, id prefix) of the id columns parsed back to indices.
 _ID_COLUMNS = ((contract.USER_ID, "u"), (contract.SHOW_ID, "s"), ("creative_id", "cr"))
+#: The columns ``placements_of`` and ``label_arrays`` read: a log read for them needs no others.
+COLUMNS = (contract.TS, contract.SOURCE, contract.USER_ID, contract.SHOW_ID, "creative_id", "surface", "device",
+           contract.SLOT, "layout", *contract.LABELS)
 
 
 def placements_of(world: World, table: pa.Table) -> Placements:
