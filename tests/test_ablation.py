@@ -174,3 +174,22 @@ def test_a_claim_measured_the_other_way_is_a_disagreement():
 
     runs = _runs({"unified": [(0.100, 0.040), (0.110, 0.042)], "natural-mix": [(0.120, 0.050), (0.131, 0.052)]})
     assert "**disagrees**" in next(line for line in claim_lines(runs).splitlines() if "natural mix" in line)
+
+
+def test_a_setup_from_the_command_line_is_a_preset_with_dotted_overrides():
+    from unitarget.config import merge
+    from unitarget.errors import ConfigError
+    from unitarget.presets import apply_preset, parse_variant
+
+    variant = parse_variant('unified:train.patience=3,optim.lr=0.002,features.drop_groups=["creative"]')
+    assert variant.preset == "unified" and "/" not in variant.name and ":" not in variant.name
+    config = variant.config(Config(), seed=4)
+    assert (config.train.patience, config.optim.lr, config.train.seed) == (3, 0.002, 4)
+    assert config.features.drop_groups == (Group.CREATIVE,)
+    assert parse_variant("logreg").config(Config(), 0) == apply_preset(merge(Config(), {"train": {"seed": 0}}),
+                                                                       "logreg")
+    for bad in ("nope", "unified:train.patience"):
+        with pytest.raises(ConfigError):
+            parse_variant(bad)
+    with pytest.raises(ConfigError, match="validate_every"):
+        parse_variant("unified:train.validate_every=0.25").setup(Config())

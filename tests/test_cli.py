@@ -1,6 +1,7 @@
 """The command line: each command works, and user errors exit 2 with one message, no traceback."""
 
 import json
+import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -68,6 +69,40 @@ def test_evaluate_streams_a_directory_log_to_the_in_memory_result(trained_run, t
     model = load_model(trained_run / "run")
     atomic_write_json(tmp_path / "whole.json", model.evaluate(load_log(tmp_path / "log", model.config)).to_dict())
     assert (tmp_path / "eval" / "evaluation.json").read_text() == (tmp_path / "whole.json").read_text()
+
+
+def test_evaluate_with_a_linear_baseline_and_the_informed_oracle(trained_run, tiny_log, tiny_log_path, tmp_path):
+    """--baseline adds the logreg run's row and a verdict per head; --world adds the informed oracle's AP;
+    the oracle ratio column is there on a synthetic log. A baseline fitted on other days is refused."""
+    from unitarget.data.split import split_newest_days
+
+    baseline = tmp_path / "logreg"
+    result = runner.invoke(app, ["train", "--data", str(tiny_log_path), "--out", str(baseline), "--preset", "logreg",
+                                 "--config", str(trained_run / "fast.toml")])
+    assert result.exit_code == 0, result.output
+    newest_days = split_newest_days(tiny_log, 5, purpose="testing", setting="t").newest
+    pq.write_table(newest_days, tmp_path / "newest.parquet")
+    newest = str(tmp_path / "newest.parquet")
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_run / "run"), "--data", newest,
+                                 "--baseline", str(baseline), "--world", str(tiny_log_path.parent),
+                                 "--out", str(tmp_path / "eval")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "eval" / "evaluation.md").read_text()
+    assert "| segment | AP | informed oracle AP | oracle AP | AP / oracle |" in md
+    assert md.count("| logreg (all) |") == 5  # promotions_stream, ads_stream, click, like, follow
+    assert md.count("beat logreg on") == 5
+    saved = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert saved["baseline"]["name"] == "logreg" and all(r["informed_oracle_ap"] is not None
+                                                          for r in saved["rows"] if r["n_pos"] > 0)
+
+    other = tmp_path / "other"  # the same baseline, as if fitted on days that end earlier
+    shutil.copytree(baseline, other)
+    record = json.loads((other / "training.json").read_text())
+    record["train_range"][1] = record["train_range"][0]
+    (other / "training.json").write_text(json.dumps(record))
+    result = runner.invoke(app, ["evaluate", "--model", str(trained_run / "run"), "--data", newest,
+                                 "--baseline", str(other)])
+    assert result.exit_code == 2 and "not trained on the model's days" in result.output
 
 
 @pytest.mark.parametrize("log, message", [

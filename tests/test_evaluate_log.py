@@ -73,3 +73,21 @@ def test_rows_of_an_unknown_source_join_no_source_target(model, tiny_log, one_th
     result = model.evaluate(rows.set_column(rows.schema.get_field_index(contract.SOURCE), contract.SOURCE, other))
     assert result.row("ads_stream").n == 0 and result.row("promotions_stream").n > 0
     assert np.isnan(result.ap("ads_stream"))
+
+
+def test_the_informed_oracle_and_a_baseline_stream_like_the_in_memory_result(model, tiny_log, tiny_log_path,
+                                                                             one_thread):
+    """With the informed oracle and a baseline (here the model itself: it beats no one, not even itself),
+    chunked evaluation still gets the in-memory result exactly."""
+    from unitarget.data.split import split_newest_days
+    from unitarget.evaluation.informed import InformedOracle
+
+    split = split_newest_days(tiny_log, 5, purpose="testing", setting="test")
+    informed = InformedOracle.for_log(tiny_log_path.parent, split.newest)
+    streamed = evaluate_log(model, split.newest, chunk_rows=3_000, informed=informed, baseline=model,
+                            baseline_name="itself")
+    whole = model.evaluate(load_log(split.newest, model.config), informed=informed)
+    assert streamed.baseline.to_dict() == whole.to_dict()
+    assert streamed.to_dict()["rows"] == whole.to_dict()["rows"]
+    assert np.isfinite(whole.row("ads_stream").informed_oracle_ap)
+    assert streamed.beats_baseline("ads_stream") is False

@@ -17,6 +17,8 @@ def test_reproduce_writes_the_report_with_table1_and_charts(tmp_path, fast_confi
     assert "(linear baseline) |" in text and "### Against the linear baseline" in text
     assert "beats (" in text or "does not beat" in text
     assert "natural mix" in text
+    assert "### Information limits by tier" in text and text.count("| informed oracle AP | oracle AP |") == 2
+    assert "Promo + Ads 5-task MTL / oracle" in text and "% of what the data allow" in text
     for chart in ("tier_ap_ads_stream.png", "tier_ap_promotions_stream.png", "tier_gain_ads_stream.png"):
         assert (tmp_path / chart).read_bytes()[:4] == b"\x89PNG"
         assert chart in text

@@ -147,7 +147,7 @@ def test_nan_serialises_as_none() -> None:
 
 def test_renderings(result: EvaluationResult) -> None:
     md = result.to_markdown()
-    assert md.count("| segment | AP | oracle AP | ROC-AUC | log loss | calibration | n | n_pos |") == 3
+    assert md.count("| segment | AP | oracle AP | AP / oracle | ROC-AUC | log loss | calibration | n | n_pos |") == 3
     assert "less-streamed (tiers 3–7)" in md and "tier 0 (≥1M)" in md
     from rich.console import Console
 
@@ -168,3 +168,52 @@ def test_segment_masks_and_bad_tier() -> None:
 def test_unknown_task_is_named(world: dict) -> None:
     with pytest.raises(KeyError, match="like"):
         evaluate_segments(targets=[EvalTarget("like", "like", "stream", None)], **world)
+
+
+def test_oracle_ratio_and_informed_oracle_per_segment(world: dict) -> None:
+    """The ratio column is AP / oracle AP on each segment; an informed oracle gets its own AP column."""
+    informed = {"stream": np.clip(world["true_probabilities"]["stream"] * 0.8 + 0.01, 0, 1)}
+    res = evaluate_segments(world["predictions"], world["labels"], world["source"], world["tier"], TARGETS,
+                            world["true_probabilities"], informed_probabilities=informed)
+    row = res.row("ads_stream", "tier_3")
+    assert row.oracle_ratio == pytest.approx(row.ap / row.oracle_ap)
+    ads = world["source"] == "ads"
+    in_tier = ads & (world["tier"] == 3)
+    assert row.informed_oracle_ap == pytest.approx(
+        average_precision_score(world["labels"]["stream"][in_tier], informed["stream"][in_tier]))
+    assert math.isnan(res.row("click", "all").informed_oracle_ap)  # no informed probability for click
+    header = res.to_markdown().splitlines()[4]
+    assert header.startswith("| segment | AP | informed oracle AP | oracle AP | AP / oracle |")
+    assert EvaluationResult.from_dict(json.loads(json.dumps(res.to_dict()))).to_dict() == res.to_dict()
+
+
+def test_a_real_log_has_no_oracle_columns(world: dict) -> None:
+    res = evaluate_segments(world["predictions"], world["labels"], world["source"], world["tier"], TARGETS)
+    md = res.to_markdown()
+    assert "oracle" not in md
+    assert md.count("| segment | AP | ROC-AUC | log loss | calibration | n | n_pos |") == 3
+
+
+def test_results_written_before_the_informed_oracle_still_load(result: EvaluationResult) -> None:
+    data = result.to_dict()
+    for row in data["rows"]:
+        del row["informed_oracle_ap"]
+    assert EvaluationResult.from_dict(data).to_dict() == result.to_dict()
+
+
+def test_the_baseline_row_and_verdict(world: dict) -> None:
+    """A baseline's evaluation on the same rows adds its row to each table and says, head by head,
+    whether the model beats it; it survives the JSON round trip."""
+    args = (world["labels"], world["source"], world["tier"], TARGETS, world["true_probabilities"])
+    model = evaluate_segments(world["predictions"], *args)
+    perfect_click = np.where(world["labels"]["click"] == 1, 0.99, 0.01)  # the baseline knows every click
+    baseline = evaluate_segments({**world["predictions"], "click": perfect_click}, *args)
+    res = model.with_baseline(baseline, "logreg")
+    assert res.beats_baseline("click") is False and res.beats_baseline("ads_stream") is False  # equal AP: no
+    md = res.to_markdown()
+    assert md.count("| logreg (all) |") == 3
+    assert "**The model does not beat logreg on click**" in md
+    assert EvaluationResult.from_dict(json.loads(json.dumps(res.to_dict()))).to_dict() == res.to_dict()
+    worse = evaluate_segments({k: np.full_like(v, 0.5) for k, v in world["predictions"].items()}, *args)
+    assert model.with_baseline(worse, "flat").beats_baseline("promotions_stream") is True
+    assert "The model beats flat on promotions_stream" in model.with_baseline(worse, "flat").to_markdown()

@@ -7,7 +7,7 @@ training builds is ``training.setup``'s; this module wires them to the contract'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from unitarget.errors import UnitargetError
 from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
 from unitarget.evaluation.batches import evaluate_batch
 from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
+from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output
 from unitarget.models import MultiTaskModel, build_model
@@ -78,20 +79,25 @@ class TrainedModel:
         return channel_targets(self.config)
 
     def evaluate(self, table: pa.Table, targets: Sequence[EvalTarget] | None = None,
-                 segments: Sequence[str] = SEGMENTS) -> EvaluationResult:
+                 segments: Sequence[str] = SEGMENTS, *, informed: InformedOracle | None = None) -> EvaluationResult:
         """AP, ROC-AUC, log loss and calibration of ``targets`` (default ``evaluation_targets``)
         per popularity segment on labelled contract rows, with the oracle AP where the log carries
-        true probabilities. The table is held whole; ``evaluate_log`` streams a log instead."""
+        true probabilities and the informed-oracle AP with ``informed`` (synthetic logs). The table
+        is held whole; ``evaluate_log`` streams a log instead."""
         targets = self.evaluation_targets() if targets is None else tuple(targets)
-        return self.evaluation_rows(table, targets).evaluate(targets, segments)
+        oracle = informed.probabilities(table) if informed is not None else None
+        return self.evaluation_rows(table, targets, oracle).evaluate(targets, segments)
 
-    def evaluation_rows(self, table: pa.Table, targets: Sequence[EvalTarget]) -> EvalRows:
-        """Encode and score ``table`` and keep what the metrics of ``targets`` read of each row
-        (the one step ``evaluate`` and ``evaluate_log`` share, so they cannot disagree)."""
+    def evaluation_rows(self, table: pa.Table, targets: Sequence[EvalTarget],
+                        informed: Mapping[str, np.ndarray] | None = None) -> EvalRows:
+        """Encode and score ``table`` and keep what the metrics of ``targets`` read of each row, with
+        the informed oracle's probabilities of those rows if given (the one step ``evaluate`` and
+        ``evaluate_log`` share, so they cannot disagree)."""
         batch = self.encode(table)
         probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
                                       self.config.train.use_bf16)
-        return EvalRows.of(table, batch.targets, probs, self.model.task_names, targets, self.config.sources)
+        return EvalRows.of(table, batch.targets, probs, self.model.task_names, targets, self.config.sources,
+                           informed)
 
     def save(self, run_dir: str | Path) -> None:
         """Write this model as a run directory (config, encoder, weights, and the record if any)."""
@@ -342,26 +348,47 @@ def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str
 
 def evaluate_log(model: TrainedModel, data: str | Path | pa.Table, targets: Sequence[EvalTarget] | None = None,
                  segments: Sequence[str] = SEGMENTS, *, chunk_rows: int = 1_000_000,
-                 on_chunk: Callable[[int], None] | None = None) -> EvaluationResult:
+                 on_chunk: Callable[[int], None] | None = None, informed: InformedOracle | None = None,
+                 baseline: TrainedModel | None = None, baseline_name: str = "baseline") -> EvaluationResult:
     """``model.evaluate`` on a labelled log of any size, read and scored chunk by chunk: the same
     result as ``model.evaluate(load_log(data, model.config))``, bit for bit (``aligned_chunks``).
 
     Memory holds a few chunks (``chunk_rows`` rows, at least ``train.eval_batch_size``) and, for
     every row of the log, ``EvalRows``' columns: 4 bytes per scored head, 4 per label, 8 per
     true-probability column and 3 (39 bytes a row with the default tasks; 71 on a synthetic log,
-    which has four true probabilities). At the end the metrics work on one target at a time, with
-    about 100 bytes a row more (135 with true probabilities, for the oracle AP). Each chunk is
-    validated before it is scored: a bad row stops the evaluation with its position in the whole
-    log (impression ids are checked for repeats within a chunk). ``on_chunk`` gets the number of
-    rows scored so far.
+    which has four true probabilities; 8 per label more with ``informed``). At the end the metrics
+    work on one target at a time, with about 100 bytes a row more (135 with true probabilities). Each
+    chunk is validated before it is scored: a bad row stops the evaluation with its position in the
+    whole log. ``on_chunk`` gets the number of rows scored so far. ``informed`` (synthetic logs) adds
+    the informed-oracle AP. ``baseline``, a model fitted and validated on the same days (the linear
+    ``logreg`` preset, say), is scored on the same chunks and attached as ``result.baseline``.
     """
     targets = model.evaluation_targets() if targets is None else tuple(targets)
+    if baseline is not None:
+        same_training_days(model, baseline)
     parts: list[EvalRows] = []
+    baseline_parts: list[EvalRows] = []
     rows = 0
     chunks = (chunk for _, chunk in validated_chunks(data, model.config, chunk_rows))
     for chunk in aligned_chunks(chunks, model.config.train.eval_batch_size):
-        parts.append(model.evaluation_rows(chunk, targets))
+        oracle = informed.probabilities(chunk) if informed is not None else None
+        parts.append(model.evaluation_rows(chunk, targets, oracle))
+        if baseline is not None:
+            baseline_parts.append(baseline.evaluation_rows(chunk, baseline.evaluation_targets(), oracle))
         rows += chunk.num_rows
         if on_chunk is not None:
             on_chunk(rows)
-    return EvalRows.concatenate(parts).evaluate(targets, segments)
+    result = EvalRows.concatenate(parts).evaluate(targets, segments)
+    if baseline is None:
+        return result
+    theirs = EvalRows.concatenate(baseline_parts).evaluate(baseline.evaluation_targets(), segments)
+    return result.with_baseline(theirs, baseline_name)
+
+
+def same_training_days(model: TrainedModel, baseline: TrainedModel) -> None:
+    """Raise ``UnitargetError`` unless both models were fitted and validated on the same days."""
+    spans = [m.record.span if m.record is not None else None for m in (model, baseline)]
+    if spans[0] is None or spans[1] is None or not spans[0].same_days(spans[1]):
+        days = ["none" if s is None else f"fit {list(s.train_range)}, validation {list(s.valid_range)}" for s in spans]
+        raise UnitargetError(f"the baseline was not trained on the model's days ({days[1]} against {days[0]}): "
+                             "train both on the same log")

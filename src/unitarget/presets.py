@@ -13,6 +13,8 @@ diagnostic and the ablation row of the same name are the same configuration (and
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +114,33 @@ class Variant:
         """The variant's configuration for one seed: ``setup(base)`` with ``train.seed`` set, so seeds differ in nothing
         else."""
         return merge(self.setup(base), {"train": {"seed": seed}})
+
+
+def parse_variant(spec: str) -> Variant:
+    """A variant from the command line: ``PRESET`` or ``PRESET:key=value[,key=value...]`` with dotted
+    keys into the configuration, e.g. ``unified:train.patience=3,optim.lr=0.002``. Values are read
+    as JSON where they parse (numbers, true/false, lists), else as strings. The variant's name is
+    the spec made safe for a directory name. An unknown preset, or an override without ``=``, is a
+    ``ConfigError``; unknown keys fail when the variant is applied to a configuration."""
+    preset, _, rest = spec.partition(":")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r} in setup {spec!r}; choose one of: {', '.join(PRESETS)}")
+    overrides: dict[str, Any] = {}
+    for item in re.split(r",(?=[A-Za-z_][\w.]*=)", rest) if rest else []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"setup {spec!r}: override {item!r} is not key=value")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *parents, leaf = key.split(".")
+        node = overrides
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    name = re.sub(r"[^A-Za-z0-9._=+-]+", "_", spec.replace(":", "+"))
+    return Variant(name, spec, preset, overrides)
 
 
 #: Balanced batches revisit the smaller source several times per epoch; the natural mix shows

@@ -24,6 +24,7 @@ import torch
 from unitarget.config import Config
 from unitarget.data.split import split_newest_days
 from unitarget.experiments.ablation import ablation_sections
+from unitarget.evaluation.informed import InformedOracle
 from unitarget.experiments.simulation import run_paper_ab
 from unitarget.io import atomic_write_text, read_log
 from unitarget.pipeline import load_log
@@ -32,7 +33,7 @@ from unitarget.reports.reproduction import ReproductionFacts, render_report
 from unitarget.simulation import SimulationResult
 from unitarget.studies.ablation import paper_variants
 from unitarget.studies.table1 import run_setups
-from unitarget.synth import WorldParams, write_synthetic_dataset
+from unitarget.synth import World, WorldParams, write_synthetic_dataset
 from unitarget.training.loop import SilentHooks, TrainingHooks
 
 REPORT_FILE = "REPORT.md"
@@ -59,7 +60,9 @@ def reproduce(
     train_rows, test_rows, synth_seconds = _world(out, params, config, log)
     setups = {p: apply_preset(config, p) for p in presets}
     setups |= {name: variant.setup(config) for name, variant in diagnostics.items()}
-    runs = run_setups(train_rows, test_rows, out, setups, hooks_for=hooks_for, log=log)
+    log("fitting the informed oracle on the training days (what they tell of each show)")
+    informed = InformedOracle.fit(World.load(out / "data" / "world"), train_rows)
+    runs = run_setups(train_rows, test_rows, out, setups, hooks_for=hooks_for, log=log, informed=informed)
     ab = _online_test(out, setups, config, log)
     extra_sections = (_full_study(train_rows, test_rows, out, config, presets, diagnostics, seeds, hooks_for, log)
                       if full else [])

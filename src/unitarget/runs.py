@@ -67,6 +67,11 @@ class DataSpan:
         """The span of a fit / validation split."""
         return cls(fit_rows.num_rows, valid_rows.num_rows, time_range(fit_rows), time_range(valid_rows))
 
+    def same_days(self, other: "DataSpan") -> bool:
+        """Whether ``other`` was fitted and validated on the same days (time ranges; the row counts may differ with
+        the sources the tasks learn from)."""
+        return (self.train_range, self.valid_range) == (other.train_range, other.valid_range)
+
 
 @dataclass(frozen=True)
 class TrainingRecord:

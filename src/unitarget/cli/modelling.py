@@ -163,17 +163,31 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="labelled impression log, e.g. the newest days")],
     out: Annotated[Optional[Path], typer.Option(help="directory for evaluation.json and evaluation.md")] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="impressions scored per chunk (bounds memory)")] = 1_000_000,
+    baseline: Annotated[Optional[Path], typer.Option(
+        help="run directory of a baseline trained on the same days (e.g. `train --preset logreg`): its row is "
+             "added to every table, with whether the model beats it")] = None,
+    world: Annotated[Optional[Path], typer.Option(
+        help="synthetic logs: the directory `unitarget synth --out` wrote, for the informed oracle (what the "
+             "impressions logged before --data's first one allow; docs/evaluation.md)")] = None,
 ) -> None:
     """AP, ROC-AUC, log loss and calibration per task × source × popularity tier, reading the log in
     chunks: memory is a few chunks plus, at the peak, about 140 bytes an impression with the default
-    tasks (200 on a synthetic log; README.md)."""
+    tasks (200 on a synthetic log; README.md). On a synthetic log: the oracle's AP and AP / oracle,
+    and with --world the informed oracle's AP."""
+    from unitarget.evaluation.informed import InformedOracle
     from unitarget.io import atomic_write_json, atomic_write_text, count_log_rows
     from unitarget.pipeline import evaluate_log, load_model
     from unitarget.progress import row_progress
 
     trained = load_model(model)
+    reference = load_model(baseline) if baseline is not None else None
+    informed = None
+    if world is not None:
+        with console.status("fitting the informed oracle on the impressions before the evaluated ones"):
+            informed = InformedOracle.for_log(world, data)
     with row_progress(console, "evaluating", count_log_rows(data)) as advance:
-        result = evaluate_log(trained, data, chunk_rows=chunk_rows, on_chunk=advance)
+        result = evaluate_log(trained, data, chunk_rows=chunk_rows, on_chunk=advance, informed=informed,
+                              baseline=reference, baseline_name=baseline.name if baseline is not None else "baseline")
     out_console.print(result.to_rich_tables())
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

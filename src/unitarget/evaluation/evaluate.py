@@ -56,6 +56,7 @@ def evaluate_segments(
     *,
     formats: np.ndarray | None = None,
     segments: Sequence[str] = SEGMENTS,
+    informed_probabilities: Mapping[str, np.ndarray] | None = None,
 ) -> EvaluationResult:
     """Score every target on every segment.
 
@@ -72,6 +73,8 @@ def evaluate_segments(
             ranking, the ceiling a model can reach on those rows. Labels missing here get NaN.
         formats: (n,) ad format of each impression (None for none); needed by targets with formats.
         segments: which of ``SEGMENTS`` to score, in that order (validation needs only "all").
+        informed_probabilities: label -> (n,) the informed oracle's probability (``evaluation.informed``:
+            what the impressions logged before these rows allow). Gives ``informed_oracle_ap``.
 
     Returns:
         len(targets) * len(segments) rows, target-major, segments in ``SEGMENTS`` order.
@@ -87,7 +90,8 @@ def evaluate_segments(
     rows: list[MetricRow] = []
     for target in targets:
         keep = _target_rows(target, labels, source, formats, tier.size)
-        rows.extend(_evaluate_target(target, keep, predictions, labels, tier, true_probabilities, chosen))
+        oracles = {"oracle_ap": true_probabilities, "informed_oracle_ap": informed_probabilities}
+        rows.extend(_evaluate_target(target, keep, predictions, labels, tier, oracles, chosen))
     return EvaluationResult(tuple(rows))
 
 
@@ -121,7 +125,7 @@ def _evaluate_target(
     predictions: Mapping[str, np.ndarray],
     labels: Mapping[str, np.ndarray],
     tier: np.ndarray,
-    true_probabilities: Mapping[str, np.ndarray] | None,
+    oracles: Mapping[str, Mapping[str, np.ndarray] | None],
     segments: Sequence[str],
 ) -> list[MetricRow]:
     n = tier.size
@@ -133,21 +137,12 @@ def _evaluate_target(
 
     order = np.argsort(-p)  # tie order is irrelevant: tied scores form one threshold
     y_desc, p_desc, seg_desc = y[order], p[order], segment_masks(tier[order])[wanted]  # seg_desc: (S, m)
-    oracle = None
-    if true_probabilities is not None and target.label in true_probabilities:
-        q = _column(true_probabilities, target.label, "true probability for label", n)[keep]
-        if not np.isfinite(q).all():
-            raise ValueError(f"true probability for label {target.label!r} is NaN on observed rows")
-        q_order = np.argsort(-q)
-        oracle = (y[q_order], q[q_order], segment_masks(tier[q_order])[wanted])
+    oracle_aps = {field: _oracle_aps(target, keep, y, tier, wanted, probabilities)
+                  for field, probabilities in oracles.items()}
 
     rows = []
     for s, segment in enumerate(segments):
         ys, ps = y_desc[seg_desc[s]], p_desc[seg_desc[s]]
-        oracle_ap = float("nan")
-        if oracle is not None:
-            yq, qq, segq = oracle
-            oracle_ap = average_precision_sorted(yq[segq[s]], qq[segq[s]])
         rows.append(
             MetricRow(
                 target=target.name,
@@ -158,10 +153,24 @@ def _evaluate_target(
                 n=int(ys.size),
                 n_pos=int(ys.sum()),
                 ap=average_precision_sorted(ys, ps),
-                oracle_ap=oracle_ap,
                 roc_auc=roc_auc_sorted(ys, ps),
                 log_loss=log_loss_observed(ys, ps),
                 calibration=calibration_observed(ys, ps),
+                **{field: aps[s] for field, aps in oracle_aps.items()},
             )
         )
     return rows
+
+
+def _oracle_aps(target: EvalTarget, keep: np.ndarray, y: np.ndarray, tier: np.ndarray, wanted: list[int],
+                probabilities: Mapping[str, np.ndarray] | None) -> list[float]:
+    """AP of an oracle's probabilities of ``target.label`` on each wanted segment of the kept rows
+    (``y`` and ``tier`` already kept); NaN everywhere when the oracle has no such label."""
+    if probabilities is None or target.label not in probabilities:
+        return [float("nan")] * len(wanted)
+    q = _column(probabilities, target.label, "oracle probability for label", keep.size)[keep]
+    if not np.isfinite(q).all():
+        raise ValueError(f"oracle probability for label {target.label!r} is NaN on observed rows")
+    order = np.argsort(-q)
+    yq, qq, segq = y[order], q[order], segment_masks(tier[order])[wanted]
+    return [average_precision_sorted(yq[segq[s]], qq[segq[s]]) for s in range(len(wanted))]

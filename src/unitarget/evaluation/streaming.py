@@ -6,6 +6,7 @@ features, which are most of a log's bytes and of its encoded tensors. :class:`Ev
 columns compactly, so a log is evaluated in memory for a few chunks plus
 
     4 bytes per scored head + 4 per label + 8 per true-probability column + 3
+    (+ 8 per label with an informed oracle's probability, when one is given)
 
 per row (float32 predictions as the model computes them, float32 labels since 0/1/NaN are exact,
 float64 true probabilities as the log holds them, one byte each for the source, tier and format
@@ -15,8 +16,8 @@ log chunk by chunk, both through ``TrainedModel.evaluation_rows``: one wiring of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -42,12 +43,16 @@ class EvalRows:
     source: np.ndarray  # (n,) index into ``sources``; len(sources) for any other value
     tier: np.ndarray  # (n,) int8 popularity tier 0..7
     format: np.ndarray  # (n,) int8 index into ``contract.AD_FORMATS`` (``Targets.format``)
+    #: label -> (n,) float64 informed-oracle probability (``evaluation.informed``), when one was given
+    informed: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def of(cls, table: pa.Table, targets: Targets, probabilities: np.ndarray, task_names: Sequence[str],
-           scored: Sequence[EvalTarget], sources: Sequence[str]) -> EvalRows:
+           scored: Sequence[EvalTarget], sources: Sequence[str],
+           informed: Mapping[str, np.ndarray] | None = None) -> EvalRows:
         """The rows of ``table`` as ``scored`` needs them: ``targets`` is its encoding
-        (``FeatureEncoder.transform``), ``probabilities`` its (n, T) scores in ``task_names`` order.
+        (``FeatureEncoder.transform``), ``probabilities`` its (n, T) scores in ``task_names`` order,
+        ``informed`` the informed oracle's probabilities of its rows (label -> (n,)), if any.
         Each kept column is a copy, so the chunk, its tensors and the (n, T) matrix can go."""
         tasks = {t.task for t in scored}
         predictions = {task: probabilities[:, j].copy() for j, task in enumerate(task_names) if task in tasks}
@@ -59,8 +64,9 @@ class EvalRows:
                 truths[label] = _floats(table, truth, np.float64)
         index = pc.index_in(as_string(table.column(contract.SOURCE)), value_set=pa.array(sources, pa.string()))
         source = pc.fill_null(index, len(sources)).to_numpy().astype(np.min_scalar_type(len(sources)))
+        kept = {label: np.asarray(q, dtype=np.float64) for label, q in (informed or {}).items() if label in labels}
         return cls(tuple(sources), predictions, labels, truths, source, targets.tier.numpy().astype(np.int8),
-                   targets.format.numpy().astype(np.int8))
+                   targets.format.numpy().astype(np.int8), kept)
 
     @classmethod
     def concatenate(cls, parts: Sequence[EvalRows]) -> EvalRows:
@@ -72,14 +78,15 @@ class EvalRows:
 
         return cls(first.sources, {k: join("predictions", k) for k in first.predictions},
                    {k: join("labels", k) for k in first.labels}, {k: join("truths", k) for k in first.truths},
-                   join("source"), join("tier"), join("format"))
+                   join("source"), join("tier"), join("format"), {k: join("informed", k) for k in first.informed})
 
     def evaluate(self, targets: Sequence[EvalTarget], segments: Sequence[str] = SEGMENTS) -> EvaluationResult:
         """``evaluate_segments`` on these rows; the source and format names it compares are built
         here, as object arrays of shared strings (8 bytes a row each while the metrics run)."""
         source = np.asarray([*self.sources, None], dtype=object)[self.source]
         return evaluate_segments(self.predictions, self.labels, source, self.tier, targets, self.truths or None,
-                                 formats=format_names(self.format), segments=segments)
+                                 formats=format_names(self.format), segments=segments,
+                                 informed_probabilities=self.informed or None)
 
 
 def aligned_chunks(chunks: Iterable[pa.Table], multiple: int) -> Iterator[pa.Table]:

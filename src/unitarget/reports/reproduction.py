@@ -23,6 +23,7 @@ from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, E
 from unitarget.presets import PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
 from unitarget.reports.format import format_relative, relative_change
+from unitarget.reports.limits import tier_limits_markdown
 from unitarget.reports.table1 import beats_linear_markdown, table1_markdown
 from unitarget.runs import epochs_trained
 from unitarget.reports.table2 import reproduction_section
@@ -78,6 +79,7 @@ def render_report(facts: ReproductionFacts, out_dir: Path, extra_sections: Seque
         *(f"![{caption}]({name})" for name, caption in charts.items()),
         _segment_table(facts, labels),
         _tier_gain_line(facts),
+        *_limits_section(facts, labels),
         _ab_section(facts),
         "## Training",
         _training_table(facts, labels),
@@ -232,6 +234,26 @@ def _tier_gain_line(facts: ReproductionFacts) -> str:
                f"is not monotone in tier; its linear trend is {format_relative(trend)} per tier "
                f"({'rising' if trend > 0 else 'falling'} as popularity falls)")
     return f"Relative Ads AP gain of the unified model over the baseline by tier — {shown}. The gain {verdict}."
+
+
+def _limits_section(facts: ReproductionFacts, labels: dict[str, str]) -> list[str]:
+    """Per tier: what the unified model, the baseline and the linear model reach beside the informed
+    and the full oracle (reports/limits.py), when the informed oracle was computed."""
+    setups = [s for s in ("unified", facts.baseline, facts.linear) if s is not None]
+    first = facts.results.get(setups[0]) or next(iter(facts.results.values()))
+    if all(math.isnan(r.informed_oracle_ap) for r in first.rows):
+        return []
+    sections = ["### Information limits by tier",
+                "The informed oracle knows everything the oracle knows except each show's own quality, its "
+                "publisher's, each creative's and the part of the show's taste its content does not predict, "
+                "which it estimates from the impressions before the test days (docs/evaluation.md). Where a "
+                "setup's AP / oracle falls short of the informed oracle's, the gain is the model's to take; "
+                "where the informed oracle's is low too, the data do not hold it."]
+    for target, title in CHANNELS:
+        table = tier_limits_markdown(facts.results, target, setups, labels)
+        if table:
+            sections += [f"#### {title}", table]
+    return sections
 
 
 def _ab_section(facts: ReproductionFacts) -> str:

@@ -22,6 +22,7 @@ from unitarget.config import Config
 from unitarget.contract import Group
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult
 from unitarget.evaluation.heads import channel_targets
+from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.segments import ALL
 from unitarget.pipeline import TrainedModel, load_model, train, trained_on
 from unitarget.presets import ABLATION_VARIANTS, BASELINE_PRESET, Variant
@@ -77,8 +78,10 @@ def run_ablation(
     hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
     log: Callable[[str], None] = lambda _: None,
     trained_runs: Mapping[tuple[str, int], Path] = {},
+    informed: InformedOracle | None = None,
 ) -> list[AblationRun]:
-    """Train (or reuse) every variant with every seed and evaluate it on ``test_rows``.
+    """Train (or reuse) every variant with every seed into ``ablation_run_dir`` and evaluate it on
+    ``test_rows`` (with the informed oracle's AP when ``informed`` is given).
 
     A finished run trained with exactly the variant's configuration on these ``train_rows`` is
     evaluated instead of retrained: its own directory from an earlier, interrupted study, or the
@@ -94,7 +97,7 @@ def run_ablation(
         for variant in variants:
             started = time.perf_counter()
             variant_config = variant.config(config, seed)
-            run_dir = out_dir / "runs" / f"{variant.name}-seed{seed}"
+            run_dir = ablation_run_dir(out_dir, variant.name, seed)
             done = [d for d in (trained_runs.get((variant.name, seed)), run_dir)
                     if d is not None and trained_on(d, train_rows, variant_config)]
             if done:
@@ -103,10 +106,15 @@ def run_ablation(
             else:
                 log(f"seed {seed}: training {variant.name}")
                 trained = train(train_rows, run_dir, variant_config, hooks=hooks_for(f"{variant.name} s{seed}"))
-            result = trained.evaluate(test_rows)
+            result = trained.evaluate(test_rows, informed=informed)
             runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold),
                                     time.perf_counter() - started))
     return runs
+
+
+def ablation_run_dir(out_dir: Path, variant: str, seed: int) -> Path:
+    """Where ``run_ablation`` trains (variant, seed): ``out_dir/runs/<variant>-seed<seed>``."""
+    return out_dir / "runs" / f"{variant}-seed{seed}"
 
 
 def _slice_ap(trained: TrainedModel, test_rows: pa.Table, rows: np.ndarray) -> float:

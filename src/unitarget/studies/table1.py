@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from unitarget.config import Config
 from unitarget.evaluation import EvaluationResult
+from unitarget.evaluation.informed import InformedOracle
 from unitarget.io import atomic_write_json
 from unitarget.pipeline import train
 from unitarget.training.loop import SilentHooks, TrainingHooks
@@ -33,16 +34,18 @@ def run_setups(
     *,
     hooks_for: Callable[[str], TrainingHooks] = lambda _: SilentHooks(),
     log: Callable[[str], None] = lambda _: None,
+    informed: InformedOracle | None = None,
 ) -> SetupRuns:
-    """Train each setup into ``out/runs/<name>`` and evaluate it on ``test_rows``; each evaluation
-    is also saved as ``out/evaluations/<name>.json``."""
+    """Train each setup into ``out/runs/<name>`` and evaluate it on ``test_rows`` (with the informed
+    oracle's AP when ``informed`` is given); each evaluation is also saved as
+    ``out/evaluations/<name>.json``."""
     results: dict[str, EvaluationResult] = {}
     training: dict[str, dict[str, Any]] = {}
     for name, setup in setups.items():
         run_dir = out / "runs" / name
         log(f"training {name}")
         trained = train(train_rows, run_dir, setup, hooks=hooks_for(name))
-        results[name] = trained.evaluate(test_rows)
+        results[name] = trained.evaluate(test_rows, informed=informed)
         training[name] = trained.record.to_dict()
         atomic_write_json(out / "evaluations" / f"{name}.json", results[name].to_dict())
     return SetupRuns(results, training)
