@@ -43,6 +43,8 @@ class Hooks:  # with a step budget: stop after it, keep the loop's own examples/
         self.speed = examples_per_s
         if steps and step >= steps:
             raise Stop
+    def on_validation(self, record):
+        pass
     def on_epoch_end(self, record):
         pass
 hooks = Hooks()

@@ -58,5 +58,8 @@ class StopAt:
         if (epoch, step) == (self.epoch, self.step):
             raise KeyboardInterrupt
 
+    def on_validation(self, record: dict) -> None:
+        pass
+
     def on_epoch_end(self, record: dict) -> None:
         pass

@@ -196,6 +196,9 @@ class _StepsTake:
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
         self.clock.now += self.seconds
 
+    def on_validation(self, record: dict) -> None:
+        pass
+
     def on_epoch_end(self, record: dict) -> None:
         pass
 

@@ -60,6 +60,9 @@ class _InterruptAfterFirstEpoch:
     def on_step(self, *args) -> None:
         pass
 
+    def on_validation(self, record) -> None:
+        pass
+
     def on_epoch_end(self, record) -> None:
         raise KeyboardInterrupt
 

@@ -43,6 +43,9 @@ class RichTrainingHooks:
         self._progress.update(self._task, description=description, completed=step, total=steps,
                               loss=loss, speed=examples_per_s)
 
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """Nothing: the epoch's line says it."""
+
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """Close the epoch's bar and print one line: mean loss, examples/s, the validation score (n/a when not finite)
         and whether it is the best so far."""

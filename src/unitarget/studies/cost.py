@@ -54,6 +54,9 @@ class _StepClock:
         elif step > self.warmup:
             self.stopped, self.timed_steps = time.perf_counter(), step - self.warmup
 
+    def on_validation(self, record: dict) -> None:
+        pass
+
     def on_epoch_end(self, record: dict) -> None:
         pass
 

@@ -47,6 +47,11 @@ class TrainingHooks(Protocol):
         """After each optimiser step (``step`` counts from 1 within the epoch)."""
         ...
 
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """After each validation, with its record: ``epoch``, ``step`` (optimiser steps since the run began) and
+        ``valid_score`` among its keys. A tuner prunes a trial by raising here; the run's staging is left as it is."""
+        ...
+
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """After each epoch's validation, with its history record (``improved`` says if it is the best)."""
         ...
@@ -58,8 +63,33 @@ class SilentHooks:
     def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
         """Nothing."""
 
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """Nothing."""
+
     def on_epoch_end(self, record: dict[str, Any]) -> None:
         """Nothing."""
+
+
+class ChainedHooks:
+    """Several hooks told the same thing in order (progress on the console and an experiment tracker)."""
+
+    def __init__(self, *hooks: TrainingHooks) -> None:
+        self.hooks = hooks
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        """Each hook's ``on_step``."""
+        for hook in self.hooks:
+            hook.on_step(epoch, step, steps, loss, examples_per_s)
+
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """Each hook's ``on_validation``."""
+        for hook in self.hooks:
+            hook.on_validation(record)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """Each hook's ``on_epoch_end``."""
+        for hook in self.hooks:
+            hook.on_epoch_end(record)
 
 
 class TrainingStore(Protocol):
@@ -178,6 +208,7 @@ def fit(
             state.stale_epochs += 1
         record = {
             "epoch": epoch,
+            "step": (epoch + 1) * len(batches),  # optimiser steps since the run began
             "train_loss": state.loss_sum / max(1, len(batches)),
             "examples_per_s": state.seen / state.seconds,
             "seconds": state.seconds,
@@ -188,6 +219,7 @@ def fit(
         state.history.append(record)
         state.next_epoch()
         checkpoints.write(state)
+        hooks.on_validation(record)
         hooks.on_epoch_end(record)
     model.load_state_dict(store.load_best())
     return state
