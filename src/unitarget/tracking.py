@@ -142,6 +142,15 @@ def flat_params(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+#: What ``report_files`` picks: reports, tables, charts, records.
+REPORT_SUFFIXES = (".md", ".csv", ".png", ".json", ".toml")
+
+
+def report_files(directory: Path) -> list[Path]:
+    """The report files a study wrote at the top of ``directory`` (not its runs), to log as artifacts."""
+    return sorted(p for p in Path(directory).glob("*") if p.is_file() and p.suffix in REPORT_SUFFIXES)
+
+
 def record_metrics(record: TrainingRecord) -> dict[str, float]:
     """A finished training's final numbers: its best validation score and epoch, epochs run, size and seconds."""
     return {"best_valid_score": record.best_valid_score, "best_epoch": record.best_epoch,
