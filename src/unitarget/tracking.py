@@ -173,8 +173,8 @@ class MlflowTracker:
         except ImportError:
             raise UnitargetError(f"--track mlflow needs {_EXTRA}") from None
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
         try:
+            self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
                 experiment, artifact_location=_artifact_location(uri))
