@@ -11,23 +11,16 @@ from typer.testing import CliRunner
 
 from unitarget.cli import app
 from unitarget.errors import UnitargetError
+from unitarget.toml_writer import dumps
 from unitarget.tracking import flat_params, make_tracker
+from tests.conftest import FAST
 
 runner = CliRunner()
 
-FAST = """
-[model]
-hidden = [16]
-tower_hidden = [8]
-embedding_dim = 4
-[train]
-batch_size = 512
-max_epochs = 2
-valid_days = 4
-threads = 1
-[optim]
-warmup_steps = 5
-"""
+def _fast_toml(path, **train):
+    """The suite's fast configuration as a ``--config`` file, with ``train`` overrides."""
+    path.write_text(dumps({**FAST, "train": {**FAST["train"], **train}}))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +48,15 @@ def _runs(client, experiment: str):
 
 
 def test_train_logs_its_configuration_every_validation_and_its_record(tiny_log_path, tmp_path, empty_store):
-    (tmp_path / "fast.toml").write_text(FAST)
     out = tmp_path / "runs" / "unified"
     _store_in(out.parent, empty_store)
     result = runner.invoke(app, ["train", "--data", str(tiny_log_path), "--out", str(out), "--config",
-                                 str(tmp_path / "fast.toml"), "--track", "mlflow"])
+                                 _fast_toml(tmp_path / "fast.toml"), "--track", "mlflow"])
     assert result.exit_code == 0, result.output
     client = _client(out.parent)  # the store beside the run: publishing replaces the run directory whole
     (run,) = _runs(client, "unitarget train")
     assert run.info.status == "FINISHED" and run.info.run_name == "unified"
-    assert run.data.params["optim.lr"] == "0.002" and run.data.params["model.hidden"] == "[16]"
+    assert run.data.params["optim.lr"] == "0.002" and run.data.params["model.hidden"] == "[32, 16]"
     record = json.loads((out / "training.json").read_text())
     scores = client.get_metric_history(run.info.run_id, "valid_score")
     assert [(m.step, m.value) for m in scores] == [(h["step"], h["valid_score"]) for h in record["history"]]
@@ -74,10 +66,9 @@ def test_train_logs_its_configuration_every_validation_and_its_record(tiny_log_p
 
 def test_ablate_logs_a_parent_run_with_a_nested_run_per_setup_and_seed(tiny_log_path, tmp_path, empty_store):
     _store_in(tmp_path, empty_store)
-    (tmp_path / "fast.toml").write_text(FAST.replace("valid_days = 4", "valid_days = 3"))
     result = runner.invoke(app, ["ablate", "--data", str(tiny_log_path), "--out", str(tmp_path), "--only",
                                  "promo-baseline", "--seeds", "1", "--no-curve", "--config",
-                                 str(tmp_path / "fast.toml"), "--track", "mlflow"])
+                                 _fast_toml(tmp_path / "fast.toml", valid_days=3), "--track", "mlflow"])
     assert result.exit_code == 0, result.output
     client = _client(tmp_path)
     runs = {r.info.run_name: r for r in _runs(client, "unitarget ablate")}

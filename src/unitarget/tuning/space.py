@@ -21,11 +21,17 @@ from typing import Any, Literal, Protocol
 class Suggester(Protocol):
     """What a ``Param`` draws from: an ``optuna.Trial`` (optuna is imported only where a study runs)."""
 
-    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float: ...
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        """A float in [low, high], log-uniform with ``log``."""
+        ...
 
-    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int: ...
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False) -> int:
+        """An int in [low, high]."""
+        ...
 
-    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        """One of ``choices`` (scalars)."""
+        ...
 
 
 @dataclass(frozen=True)
