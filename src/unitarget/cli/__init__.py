@@ -7,7 +7,7 @@ this package registers its commands on the one ``app``.
 
 from __future__ import annotations
 
-from unitarget.cli import modelling, studies, serving, ope, datasets  # noqa: F401,I001  (registers the commands, in help order)
+from unitarget.cli import modelling, studies, tuning, serving, ope, datasets  # noqa: F401,I001  (registers the commands, in help order)
 from unitarget.cli.app import EXIT_INTERRUPTED, EXIT_USER_ERROR, app
 
 app.add_typer(datasets.app, name="datasets")

@@ -89,5 +89,9 @@ ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="TOML or 
 PresetOption = Annotated[Optional[str], typer.Option(help="Table 1 setup: promo-baseline, promo-stream-only, "
                                                           "ads-stream-only, ads-anc, unified; or logreg, the "
                                                           "linear baseline (unified tasks, logistic regression)")]
-
-
+TrackOption = Annotated[Optional[str], typer.Option(help="log the configuration, every validation's metrics, the final "
+                                                        "metrics and the reports to an experiment tracker: mlflow "
+                                                        "(the 'track' extra; docs/tuning.md)")]
+TrackUriOption = Annotated[Optional[str], typer.Option(help="the tracker's store, e.g. sqlite:///PATH.db or "
+                                                            "http://HOST:5000 (default: sqlite:///DIR/mlflow.db, DIR "
+                                                            "being --out, or its parent for train)")]

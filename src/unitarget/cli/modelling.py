@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from unitarget.cli.app import (WORLD, ConfigOption, PresetOption, app, console, load_command_config, out_console,
-                               set_threads, user_errors)
+from unitarget.cli.app import (WORLD, ConfigOption, PresetOption, TrackOption, TrackUriOption, app, console,
+                               load_command_config, out_console, set_threads, user_errors)
 from unitarget.synth.params import WorldParams
 
 
@@ -47,6 +47,8 @@ def train(
     nproc: Annotated[int, typer.Option(min=1, help="data-parallel training on N local processes: launches "
                                                    "`torchrun --standalone --nproc-per-node N -m unitarget train` "
                                                    "with the other options (docs/scaling.md)")] = 1,
+    track: TrackOption = None,
+    track_uri: TrackUriOption = None,
 ) -> None:
     """Train a model on an impression log (validated against the data contract first); under torchrun, one
     model data-parallel over its processes.
@@ -56,15 +58,15 @@ def train(
     from unitarget.training import distributed
 
     if nproc > 1:
-        raise typer.Exit(_launch(nproc, data, out, config_file, preset, seed, resume, cache))
+        raise typer.Exit(_launch(nproc, data, out, config_file, preset, seed, resume, cache, track, track_uri))
     config = load_command_config(config_file, preset, seed)
     set_threads(config.train.threads)
     with distributed.from_env(config) as context:
-        _train_command(data, out, config, preset, resume, cache, context)
+        _train_command(data, out, config, preset, resume, cache, context, (track, track_uri))
 
 
 def _launch(nproc: int, data: Path, out: Path, config_file: Path | None, preset: str | None, seed: int | None,
-            resume: bool, cache: Path | None) -> int:
+            resume: bool, cache: Path | None, track: str | None, track_uri: str | None) -> int:
     """``train --nproc N``: the same command on N processes through torchrun's Python API; its exit status."""
     from unitarget.errors import UnitargetError
     from unitarget.training import distributed
@@ -78,25 +80,34 @@ def _launch(nproc: int, data: Path, out: Path, config_file: Path | None, preset:
     args += ["--seed", str(seed)] if seed is not None else []
     args += ["--resume"] if resume else []
     args += ["--cache", str(cache)] if cache else []
+    args += ["--track", track] if track else []
+    args += ["--track-uri", track_uri] if track_uri else []
     return distributed.launch(nproc, args)
 
 
 def _train_command(data: Path, out: Path, config, preset: str | None, resume: bool, cache: Path | None,
-                   context) -> None:
-    """Train (on this rank's share under DDP) and report; only rank 0 shows progress and the result."""
+                   context, track: tuple[str | None, str | None]) -> None:
+    """Train (on this rank's share under DDP) and report; only rank 0 shows progress, tracks and reports."""
     from unitarget.io import count_log_rows
     from unitarget.pipeline import train as train_model
     from unitarget.progress import RichCacheProgress, RichTrainingHooks
-    from unitarget.runs import TRAINING_FILE, epochs_trained
-    from unitarget.training.loop import SilentHooks
+    from unitarget.runs import CONFIG_FILE, TRAINING_FILE, epochs_trained
+    from unitarget.tracking import NO_TRACKER, make_tracker, record_metrics
+    from unitarget.training.loop import ChainedHooks, SilentHooks
 
-    hooks = RichTrainingHooks(console, preset or "train") if context.is_main else SilentHooks()
+    # the store beside the run: publishing replaces --out whole
+    tracker = make_tracker(*track, out.parent, "unitarget train") if context.is_main else NO_TRACKER
     progress = RichCacheProgress(console, count_log_rows(data))
-    try:
-        trained = train_model(data, out, config, resume=resume, hooks=hooks, distributed=context, cache=cache,
-                              progress=progress)
-    finally:
-        progress.close()
+    with tracker.run(out.name, config.to_json_dict()) as tracked:
+        hooks = ChainedHooks(RichTrainingHooks(console, preset or "train"), tracked.hooks) if context.is_main \
+            else SilentHooks()
+        try:
+            trained = train_model(data, out, config, resume=resume, hooks=hooks, distributed=context, cache=cache,
+                                  progress=progress)
+        finally:
+            progress.close()
+        tracked.log_metrics(record_metrics(trained.record))
+        tracked.log_artifacts([out / TRAINING_FILE, out / CONFIG_FILE])
     record = trained.record
     if context.is_main:
         ranks = f" on {context.world} ranks" if context.parallel else ""

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from unitarget.cli.app import (WORLD, ConfigOption, app, console, threads_of, user_errors)
+from unitarget.cli.app import WORLD, ConfigOption, TrackOption, TrackUriOption, app, console, threads_of, user_errors
 from unitarget.synth.params import WorldParams
 
 
@@ -54,20 +54,35 @@ def ablate(
     epochs: Annotated[Optional[int], typer.Option(help="camoe: overrides train.max_epochs")] = None,
     resume: Annotated[bool, typer.Option(help="camoe: keep the runs already in OUT/camoe_runs.jsonl (the paper "
                                               "study always reuses finished runs in OUT/runs)")] = False,
+    track: TrackOption = None,
+    track_uri: TrackUriOption = None,
 ) -> None:
-    """Train every ablation of a study with several seeds and write its report."""
+    """Train every ablation of a study with several seeds and write its report (tracked: one parent run with the
+    reports, and for the paper study a nested run per variant and seed)."""
     from unitarget.config import load_config
     from unitarget.errors import ConfigError
-    from unitarget.progress import RichTrainingHooks
-    from unitarget.experiments.ablation import run_paper_study
-    from unitarget.studies.ablation import paper_variants
+    from unitarget.tracking import make_tracker, report_files
 
     if study not in STUDIES:
         raise ConfigError(f"unknown study {study!r}; choose one of: {', '.join(STUDIES)}")
-    if study == "camoe":
-        _ablate_camoe(data, out, threads_of(load_config(config_file)), seeds=seeds, only=only, rows=rows,
-                      epochs=epochs, resume=resume)
-        return
+    config = threads_of(load_config(config_file))
+    tracker = make_tracker(track, track_uri, out, "unitarget ablate")
+    with tracker.run(f"ablate {study} {out.name}", config.to_json_dict()) as parent:
+        if study == "camoe":
+            _ablate_camoe(data, out, config, seeds=seeds, only=only, rows=rows, epochs=epochs, resume=resume)
+        else:
+            _ablate_paper(data, out, config, seeds=seeds, only=only, curve=curve, tracking=parent)
+        parent.log_artifacts(report_files(out))
+
+
+def _ablate_paper(data: Path, out: Path, config: Any, *, seeds: int, only: str | None, curve: bool,
+                  tracking: Any) -> None:
+    """``ablate --study paper``: every variant of the paper's ablations (README)."""
+    from unitarget.errors import ConfigError
+    from unitarget.experiments.ablation import run_paper_study
+    from unitarget.progress import RichTrainingHooks
+    from unitarget.studies.ablation import paper_variants
+
     variants = paper_variants()
     if only:
         wanted = [name.strip() for name in only.split(",")]
@@ -75,9 +90,9 @@ def ablate(
         if unknown:
             raise ConfigError(f"unknown variants {sorted(unknown)}; known: {', '.join(v.name for v in variants)}")
         variants = [v for v in variants if v.name in wanted or v.name == "promo-baseline"]
-    report = run_paper_study(data, out, threads_of(load_config(config_file)), seeds=range(seeds), variants=variants,
-                             learning_curve=curve, hooks_for=lambda name: RichTrainingHooks(console, name),
-                             log=lambda message: console.print(message, highlight=False))
+    report = run_paper_study(data, out, config, seeds=range(seeds), variants=variants, learning_curve=curve,
+                             hooks_for=lambda name: RichTrainingHooks(console, name),
+                             log=lambda message: console.print(message, highlight=False), tracking=tracking)
     console.print(f"report written to {report}")
 
 

@@ -26,7 +26,9 @@ from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.segments import ALL
 from unitarget.pipeline import TrainedModel, load_model, train, trained_on
 from unitarget.presets import ABLATION_VARIANTS, BASELINE_PRESET, Variant
-from unitarget.training.loop import SilentHooks, TrainingHooks
+from unitarget.runs import TRAINING_FILE
+from unitarget.tracking import NO_RUN, TrackedRun, record_metrics
+from unitarget.training.loop import ChainedHooks, SilentHooks, TrainingHooks
 
 #: Ads AP on ad impressions of shows with little ad history but some promotion history in the
 #: training days: the slice the paper's cold-start story rests on.
@@ -79,6 +81,7 @@ def run_ablation(
     log: Callable[[str], None] = lambda _: None,
     trained_runs: Mapping[tuple[str, int], Path] = {},
     informed: InformedOracle | None = None,
+    tracking: TrackedRun = NO_RUN,
 ) -> list[AblationRun]:
     """Train (or reuse) every variant with every seed into ``ablation_run_dir`` and evaluate it on
     ``test_rows`` (with the informed oracle's AP when ``informed`` is given).
@@ -87,7 +90,8 @@ def run_ablation(
     evaluated instead of retrained: its own directory from an earlier, interrupted study, or the
     directory ``trained_runs`` maps (variant name, seed) to (``reproduce`` passes its Table 1
     runs). Training is deterministic for a configuration and data, so reusing gives the same
-    weights in a fraction of the time.
+    weights in a fraction of the time. Each (variant, seed) is a run nested in ``tracking``: its
+    configuration, its validations (when trained here), its final and test metrics, its ``training.json``.
     """
     import time
 
@@ -100,15 +104,22 @@ def run_ablation(
             run_dir = ablation_run_dir(out_dir, variant.name, seed)
             done = [d for d in (trained_runs.get((variant.name, seed)), run_dir)
                     if d is not None and trained_on(d, train_rows, variant_config)]
-            if done:
-                log(f"seed {seed}: {variant.name} reuses the identical run {done[0]}")
-                trained = load_model(done[0])
-            else:
-                log(f"seed {seed}: training {variant.name}")
-                trained = train(train_rows, run_dir, variant_config, hooks=hooks_for(f"{variant.name} s{seed}"))
-            result = trained.evaluate(test_rows, informed=informed)
-            runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold),
-                                    time.perf_counter() - started))
+            with tracking.child(run_dir.name, variant_config.to_json_dict()) as tracked:
+                tracked.set_tags({"variant": variant.name, "seed": str(seed)})
+                if done:
+                    log(f"seed {seed}: {variant.name} reuses the identical run {done[0]}")
+                    tracked.set_tags({"reused_run": str(done[0])})
+                    trained = load_model(done[0])
+                else:
+                    log(f"seed {seed}: training {variant.name}")
+                    hooks = ChainedHooks(hooks_for(f"{variant.name} s{seed}"), tracked.hooks)
+                    trained = train(train_rows, run_dir, variant_config, hooks=hooks)
+                result = trained.evaluate(test_rows, informed=informed)
+                runs.append(AblationRun(variant, seed, result, _slice_ap(trained, test_rows, cold),
+                                        time.perf_counter() - started))
+                tracked.log_metrics({**(record_metrics(trained.record) if trained.record else {}),
+                                     **test_metrics(runs[-1])})
+                tracked.log_artifacts([(done[0] if done else run_dir) / TRAINING_FILE])
     return runs
 
 
@@ -142,6 +153,12 @@ def run_ap(run: AblationRun, target: str, segment: str) -> float:
     if target == COLD_AD_SLICE:
         return run.cold_slice_ap
     return run.result.ap(target, segment) if target in run.result.targets else float("nan")
+
+
+def test_metrics(run: AblationRun) -> dict[str, float]:
+    """The run's AP in every summary column on the test days, keyed ``test/<column>`` (``test/ads_ap``)."""
+    return {"test/" + column.lower().replace(",", "").replace(" ", "_"): run_ap(run, target, segment)
+            for column, target, segment in SUMMARY_TARGETS}
 
 
 def summarise(runs: Sequence[AblationRun]) -> list[dict[str, Any]]:

@@ -77,6 +77,28 @@ class SilentHooks:
         """Nothing."""
 
 
+class ChainedHooks:
+    """Several hooks told the same thing in order (progress on the console and an experiment tracker)."""
+
+    def __init__(self, *hooks: TrainingHooks) -> None:
+        self.hooks = hooks
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, examples_per_s: float) -> None:
+        """Each hook's ``on_step``."""
+        for hook in self.hooks:
+            hook.on_step(epoch, step, steps, loss, examples_per_s)
+
+    def on_validation(self, record: dict[str, Any]) -> None:
+        """Each hook's ``on_validation``."""
+        for hook in self.hooks:
+            hook.on_validation(record)
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """Each hook's ``on_epoch_end``."""
+        for hook in self.hooks:
+            hook.on_epoch_end(record)
+
+
 class TrainingStore(Protocol):
     """Where what outlives an epoch is kept: the best weights so far and the resumable checkpoint."""
 
