@@ -155,6 +155,7 @@ def test_two_ranks_of_half_the_batch_reach_the_weights_of_one_process(spawned, t
     assert difference <= EXACT_BOUND
     for two, one in zip(ranks[0]["history"], single.record.history):  # the logged loss is the global batch's
         assert two["train_loss"] == pytest.approx(one["train_loss"], abs=1e-6)
+        assert two["step"] == one["step"]  # global optimiser steps, whatever the ranks
         assert two["valid_score"] == pytest.approx(one["valid_score"], abs=1e-4)
 
 

@@ -106,3 +106,18 @@ def test_a_pruned_trial_stops_inside_its_training_and_leaves_no_run(tiny_log_pat
     assert result.best is None and not (tmp_path / "best.toml").exists()
     stored = optuna.load_study(study_name="unitarget", storage=f"sqlite:///{tmp_path / 'study.db'}").trials[0]
     assert list(stored.intermediate_values) == [100]  # reported at the end of epoch 1, in hundredths of an epoch
+
+
+def test_the_tune_command_writes_best_toml_and_refuses_to_resume_another_study(tiny_log_path, tmp_path):
+    from unitarget.toml_writer import dumps
+    from tests.conftest import FAST
+
+    (tmp_path / "fast.toml").write_text(dumps(FAST))
+    args = ["tune", "--data", str(tiny_log_path), "--out", str(tmp_path / "study"), "--trials", "1",
+            "--config", str(tmp_path / "fast.toml")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best trial 0" in result.output and load_config(tmp_path / "study" / "best.toml").train.batch_size in (
+        1024, 2048, 4096)
+    again = CliRunner().invoke(app, [*args, "--preset", "logreg"])
+    assert again.exit_code == 2 and "another base config" in again.output
