@@ -1,0 +1,159 @@
+"""Where one ``/v1/score`` request's CPU goes, stage by stage, in process (no sockets).
+
+    .venv/bin/python benchmarks/serve_stages.py --model exports/v1 [--candidates 200] [--repeats 300]
+
+Loads the export (no parity check), builds request bodies as ``serve_load.py`` does (ids from the
+model's vocabularies), then times each stage of the request path on its own, ``--repeats`` times
+each, cycling over 32 bodies, and reports medians in milliseconds:
+
+- parse + validate: the body to a ``ScoreRequest`` (``ScoreRequest.model_validate_json``, the
+  service's path), and for comparison FastAPI's former path (``pydantic_core.from_json`` then
+  ``model_validate``);
+- encode: ``RequestEncoder`` (ids, dense, OOV flags);
+- ONNX Runtime: one call on the request's rows;
+- response: the body bytes from the probabilities and flags;
+- the whole app (``create_app``) called as ASGI with the body, guard middleware and routing
+  included; "ASGI and routing" is that minus the stages above.
+
+Then the same for a batch of ``--batch`` requests arriving together (what a worker under load sees):
+the app is called with that many requests at once and the time per request is reported, with the
+batches the batcher formed. The figures are CPU time on whatever the machine runs besides; compare
+stages measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import payloads  # noqa: E402
+
+from unitarget.serving import service  # noqa: E402
+from unitarget.serving.app import create_app  # noqa: E402
+from unitarget.serving.registry import ModelRegistry  # noqa: E402
+from unitarget.serving.schemas import ScoreRequest  # noqa: E402
+from unitarget.serving.settings import ServiceSettings  # noqa: E402
+
+
+def median_ms(work: Callable[[int], Any], repeats: int) -> float:
+    """Median wall time of ``work(i)`` over ``repeats`` calls, in ms."""
+    times = []
+    for i in range(repeats):
+        started = time.perf_counter()
+        work(i)
+        times.append(time.perf_counter() - started)
+    return round(statistics.median(times) * 1000, 3)
+
+
+async def call_app(app: Any, body: bytes) -> tuple[int, bytes]:
+    """One POST /v1/score through the ASGI app; (status, body)."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/score", "raw_path": b"/v1/score", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def stages(model_dir: Path, bodies: list[bytes], repeats: int, batch: int) -> dict[str, float]:
+    """Median ms of each stage of one request (module docstring)."""
+    import pydantic_core
+
+    registry = ModelRegistry(model_dir.parent, check_parity=False)
+    registry.start(model_dir.name)
+    model = registry.require()
+    n = len(bodies)
+    requests = [ScoreRequest.model_validate_json(b) for b in bodies]
+    encoded = [service.encode(model, r) for r in requests]
+    probabilities = [model.run_graph(ids, dense) for ids, dense, _ in encoded]
+    scored = [service.Scored(model, r, p, flags) for r, p, (_, _, flags) in zip(requests, probabilities, encoded)]
+    result = {
+        "parse (pydantic_core.from_json)": median_ms(lambda i: pydantic_core.from_json(bodies[i % n]), repeats),
+        "validate (model_validate)": median_ms(
+            lambda i: ScoreRequest.model_validate(pydantic_core.from_json(bodies[i % n])), repeats),
+        "parse + validate (model_validate_json)": median_ms(
+            lambda i: ScoreRequest.model_validate_json(bodies[i % n]), repeats),
+        "encode": median_ms(lambda i: service.encode(model, requests[i % n]), repeats),
+        "ONNX Runtime": median_ms(lambda i: model.run_graph(*encoded[i % n][:2]), repeats),
+        "response body": median_ms(lambda i: orjson.dumps(service.score(scored[i % n])), repeats),
+    }
+    result["validate (model_validate)"] = round(result["validate (model_validate)"]
+                                                - result["parse (pydantic_core.from_json)"], 3)
+    app = create_app(ServiceSettings.for_model(model_dir, check_parity=False), registry=registry)
+
+    async def whole(count: int) -> tuple[float, float, float]:
+        """(wall ms, CPU ms of the process, ONNX Runtime calls) per request, ``count`` requests at a time."""
+        serving = app.state.serving
+        calls_before = serving.metrics.batch_requests.collect()[0].samples
+        rounds = repeats // count
+        walls = []
+        cpu = time.process_time()
+        for k in range(rounds):
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(call_app(app, bodies[(k * count + j) % n]) for j in range(count)))
+            walls.append(time.perf_counter() - started)
+            assert all(status == 200 for status, _ in answers)
+        cpu = time.process_time() - cpu
+        calls = _count(serving.metrics.batch_requests.collect()[0].samples) - _count(calls_before)
+        return statistics.median(walls) * 1000 / count, cpu * 1000 / (rounds * count), calls / (rounds * count)
+
+    asyncio.run(whole(1))  # warm-up
+    for count in (1, batch):
+        wall, cpu, calls = asyncio.run(whole(count))
+        label = "one request" if count == 1 else f"{count} requests together, per request"
+        result[f"whole app, {label}: wall"] = round(wall, 3)
+        result[f"whole app, {label}: CPU"] = round(cpu, 3)
+        if count > 1:
+            result[f"whole app, {label}: requests per ONNX call"] = round(1 / calls, 2)
+    measured = ["parse + validate (model_validate_json)", "encode", "ONNX Runtime", "response body"]
+    result["ASGI, routing, guard, batch handoff (by difference)"] = round(
+        result["whole app, one request: wall"] - sum(result[k] for k in measured), 3)
+    return result
+
+
+def _count(samples: list[Any]) -> float:
+    return next(s.value for s in samples if s.name.endswith("_count"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="export directory")
+    parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=4, help="requests arriving together (a loaded worker)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        model_dir = Path(work) / "models" / "v1"
+        shutil.copytree(args.model, model_dir)  # the version pointer a registry writes lands in the copy
+        bodies = [orjson.dumps(b) for b in payloads(model_dir, args.candidates, 32)]
+        result = stages(model_dir, bodies, args.repeats, args.batch)
+    print(f"{args.candidates} candidates, {len(bodies[0]):,} bytes per body; median ms over {args.repeats} runs")
+    print("| stage | ms |\n| --- | ---: |")
+    for name, value in result.items():
+        print(f"| {name} | {value} |")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
