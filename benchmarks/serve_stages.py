@@ -1,24 +1,24 @@
 """Where one ``/v1/score`` request's CPU goes, stage by stage, in process (no sockets).
 
-    .venv/bin/python benchmarks/serve_stages.py --model exports/v1 [--candidates 200] [--repeats 300]
+    .venv/bin/python benchmarks/serve_stages.py --model exports/v1 [--candidates 200] [--repeats 300] [--batch 4]
 
-Loads the export (no parity check), builds request bodies as ``serve_load.py`` does (ids from the
-model's vocabularies), then times each stage of the request path on its own, ``--repeats`` times
-each, cycling over 32 bodies, and reports medians in milliseconds:
+Loads the export (no parity check) as a worker does, builds request bodies as ``serve_load.py``
+does (ids from the model's vocabularies), then times each stage of the request path on its own,
+``--repeats`` times, cycling over 32 bodies, and reports the median CPU time in milliseconds:
 
-- parse + validate: the body to a ``ScoreRequest`` (``ScoreRequest.model_validate_json``, the
-  service's path), and for comparison FastAPI's former path (``pydantic_core.from_json`` then
-  ``model_validate``);
-- encode: ``RequestEncoder`` (ids, dense, OOV flags);
-- ONNX Runtime: one call on the request's rows;
-- response: the body bytes from the probabilities and flags;
-- the whole app (``create_app``) called as ASGI with the body, guard middleware and routing
-  included; "ASGI and routing" is that minus the stages above.
+- parse + validate: the body to a ``ScoreRequest`` in one pass (``model_validate_json``, the
+  service's path), and for comparison the former path (``pydantic_core.from_json``, then
+  ``model_validate`` as FastAPI's own validation does);
+- the extra-feature check and the request's time (``service.prepare``);
+- encode (``RequestEncoder.encode_many``) and ONNX Runtime, for the request alone and per request
+  of ``--batch`` encoded and scored together (what a loaded worker's batches do);
+- the response body (bytes from the probabilities and flags).
 
-Then the same for a batch of ``--batch`` requests arriving together (what a worker under load sees):
-the app is called with that many requests at once and the time per request is reported, with the
-batches the batcher formed. The figures are CPU time on whatever the machine runs besides; compare
-stages measured in the same run.
+Then the whole app (``create_app``) called as ASGI, guard middleware, routing, metrics and the
+inference thread included: wall and CPU time (of the process, both threads) per request, one
+request at a time and ``--batch`` at once (with the requests per ONNX Runtime call the batcher
+formed); the ASGI part is the one-at-a-time CPU minus the stages. Uvicorn's HTTP parsing and the
+socket are not included. Compare figures taken in the same run: the cores may be shared.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ from unitarget.serving.settings import ServiceSettings  # noqa: E402
 
 
 def median_ms(work: Callable[[int], Any], repeats: int) -> float:
-    """Median wall time of ``work(i)`` over ``repeats`` calls, in ms."""
+    """Median CPU time of this thread in ``work(i)`` over ``repeats`` calls, in ms (CPU time, not wall: the figures
+    are taken on shared cores; ONNX Runtime with one intra-op thread computes on the calling thread)."""
     times = []
     for i in range(repeats):
-        started = time.perf_counter()
+        started = time.thread_time()
         work(i)
-        times.append(time.perf_counter() - started)
+        times.append(time.thread_time() - started)
     return round(statistics.median(times) * 1000, 3)
 
 
@@ -77,7 +78,7 @@ async def call_app(app: Any, body: bytes) -> tuple[int, bytes]:
 
 
 def stages(model_dir: Path, bodies: list[bytes], repeats: int, batch: int) -> dict[str, float]:
-    """Median ms of each stage of one request (module docstring)."""
+    """Median ms of each stage of one request, alone and as one of ``batch`` (module docstring)."""
     import pydantic_core
 
     registry = ModelRegistry(model_dir.parent, check_parity=False)
@@ -85,21 +86,29 @@ def stages(model_dir: Path, bodies: list[bytes], repeats: int, batch: int) -> di
     model = registry.require()
     n = len(bodies)
     requests = [ScoreRequest.model_validate_json(b) for b in bodies]
-    encoded = [service.encode(model, r) for r in requests]
-    probabilities = [model.run_graph(ids, dense) for ids, dense, _ in encoded]
-    scored = [service.Scored(model, r, p, flags) for r, p, (_, _, flags) in zip(requests, probabilities, encoded)]
+    parts = [service.prepare(model, r) for r in requests]
+    encoded = [model.request_encoder.encode_many([p]) for p in parts]
+    together = [model.request_encoder.encode_many([parts[(k + j) % n] for j in range(batch)]) for k in range(n)]
+    scored = [service.Scored(model, r, model.run_graph(e.ids, e.dense), e.flags) for r, e in zip(requests, encoded)]
     result = {
-        "parse (pydantic_core.from_json)": median_ms(lambda i: pydantic_core.from_json(bodies[i % n]), repeats),
-        "validate (model_validate)": median_ms(
+        "parse (pydantic_core.from_json, FastAPI's former path)": median_ms(
+            lambda i: pydantic_core.from_json(bodies[i % n]), repeats),
+        "validate (model_validate, FastAPI's former path)": median_ms(
             lambda i: ScoreRequest.model_validate(pydantic_core.from_json(bodies[i % n])), repeats),
         "parse + validate (model_validate_json)": median_ms(
             lambda i: ScoreRequest.model_validate_json(bodies[i % n]), repeats),
-        "encode": median_ms(lambda i: service.encode(model, requests[i % n]), repeats),
-        "ONNX Runtime": median_ms(lambda i: model.run_graph(*encoded[i % n][:2]), repeats),
-        "response body": median_ms(lambda i: orjson.dumps(service.score(scored[i % n])), repeats),
+        "extra-feature check + time": median_ms(lambda i: service.prepare(model, requests[i % n]), repeats),
+        "encode, alone": median_ms(lambda i: model.request_encoder.encode_many([parts[i % n]]), repeats),
+        f"encode, per request of {batch} together": round(median_ms(lambda i: model.request_encoder.encode_many(
+            [parts[(i + j) % n] for j in range(batch)]), repeats) / batch, 3),
+        "ONNX Runtime, alone": median_ms(lambda i: model.run_graph(encoded[i % n].ids, encoded[i % n].dense), repeats),
+        f"ONNX Runtime, per request of {batch} together": round(median_ms(
+            lambda i: model.run_graph(together[i % n].ids, together[i % n].dense), repeats) / batch, 3),
+        "response body": median_ms(lambda i: service.score(scored[i % n]), repeats),
     }
-    result["validate (model_validate)"] = round(result["validate (model_validate)"]
-                                                - result["parse (pydantic_core.from_json)"], 3)
+    result["validate (model_validate, FastAPI's former path)"] = round(
+        result["validate (model_validate, FastAPI's former path)"]
+        - result["parse (pydantic_core.from_json, FastAPI's former path)"], 3)
     app = create_app(ServiceSettings.for_model(model_dir, check_parity=False), registry=registry)
 
     async def whole(count: int) -> tuple[float, float, float]:
@@ -126,9 +135,10 @@ def stages(model_dir: Path, bodies: list[bytes], repeats: int, batch: int) -> di
         result[f"whole app, {label}: CPU"] = round(cpu, 3)
         if count > 1:
             result[f"whole app, {label}: requests per ONNX call"] = round(1 / calls, 2)
-    measured = ["parse + validate (model_validate_json)", "encode", "ONNX Runtime", "response body"]
-    result["ASGI, routing, guard, batch handoff (by difference)"] = round(
-        result["whole app, one request: wall"] - sum(result[k] for k in measured), 3)
+    measured = ["parse + validate (model_validate_json)", "extra-feature check + time", "encode, alone",
+                "ONNX Runtime, alone", "response body"]
+    result["ASGI, routing, guard, metrics, thread handoff (CPU, by difference)"] = round(
+        result["whole app, one request: CPU"] - sum(result[k] for k in measured), 3)
     return result
 
 

@@ -115,9 +115,11 @@ class RequestEncoder:
         for j, name in enumerate(layout.categorical):
             values = rows.values(name)
             local = self.vocabularies[name].lookup(values)
-            given = np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=len(values))
+            oov = local == OOV
+            if oov.any():  # a value left out (None) is not unknown
+                oov &= np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=len(values))
             ids[:, j] = rows.expand(name, local) + layout.offsets[name]
-            flags[name] = rows.expand(name, given & (local == OOV))
+            flags[name] = rows.expand(name, oov)
         for name, start, stop in layout.bags:
             kept = [bag[:stop - start] if bag else () for bag in rows.values(name)]
             counts = np.fromiter(map(len, kept), dtype=np.int64, count=len(kept))
