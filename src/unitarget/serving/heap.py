@@ -14,9 +14,9 @@ a worker follows the pointer to a version it must load), off the request path:
    every few dozen requests: about 0.2 ms of CPU per request. Only cyclic garbage waits longer.
 3. ``malloc_trim(0)`` (glibc; nothing elsewhere): the version a switch drops frees its ONNX Runtime
    session (and the memory arena its batches grew), its vocabularies and the parity check's
-   PyTorch buffers, but glibc keeps most freed pages in its heaps; over a soak with a reload every
-   30 s a worker's RSS drifted upward by tens of MiB per reload though only two versions were alive
-   (docs/benchmarks.md). Trimming returns them, so RSS stays at about two versions' worth.
+   PyTorch buffers, but glibc keeps many freed pages in its heaps: with two versions alive, RSS
+   drifted 467 -> 534 MiB over 8 reloads, and stays at 461-470 MiB with the trim
+   (docs/benchmarks.md). Trimming takes a few milliseconds, once per load.
 """
 
 from __future__ import annotations
