@@ -11,7 +11,9 @@ writes never lands beside the original.
 
 ``--soak-seconds S`` adds a soak: ``--soak-clients`` clients for S seconds while the version is
 reloaded every ``--reload-every`` seconds between v1 and v2; it reports latency, errors, reloads
-and each worker's RSS (``/proc/<pid>/status``) at the start and at the end.
+(and when each ended) and each worker's RSS (``/proc/<pid>/status``) every ``--rss-every`` seconds,
+so growth can be told from the second resident version (after the first reload a worker holds two:
+the current and the previous, kept for rollback). ``--levels ""`` runs the soak alone.
 
 The load generator is deliberately thin (raw HTTP/1.1 over asyncio streams, request bodies encoded
 once) because it shares the machine's cores with the server; its own CPU time is reported.
@@ -19,7 +21,8 @@ once) because it shares the machine's cores with the server; its own CPU time is
     .venv/bin/python benchmarks/serve_load.py --model exports/v1           # an existing export
     .venv/bin/python benchmarks/serve_load.py                              # builds one first (~3 min)
     .venv/bin/python benchmarks/serve_load.py --model exports/v1 --workers 2 --batch-window-ms 0   # unbatched
-    .venv/bin/python benchmarks/serve_load.py --model exports/v1 --levels 8 --soak-seconds 600 --reload-every 30
+    .venv/bin/python benchmarks/serve_load.py --model exports/v1 --levels "" --workers 2 --soak-seconds 600 \
+        --soak-clients 32 --reload-every 30 --rss-every 5
 """
 
 from __future__ import annotations
@@ -213,13 +216,14 @@ def reload_to(port: int, version: str) -> tuple[int, float]:
 
 
 async def soak(port: int, requests: list[bytes], clients: int, seconds: float, reload_every: float,
-               versions: tuple[str, str], workers: int) -> dict:
-    """Clients for ``seconds`` while the version alternates every ``reload_every`` seconds; RSS at start and end."""
+               versions: tuple[str, str], workers: int, rss_every: float) -> dict:
+    """Clients for ``seconds`` while the version alternates every ``reload_every`` seconds; each worker's RSS every
+    ``rss_every`` seconds (``rss_series``: [seconds since the start, MiB per worker]) and when each reload ended."""
     pids = sorted(scrape(port, workers))
-    rss_start = {pid: rss_mb(pid) for pid in pids}
     latencies: list[float] = []
     statuses: Counter = Counter()
-    reloads: list[tuple[int, float]] = []
+    reloads: list[tuple[int, float, float]] = []  # (status, seconds it took, when it ended)
+    series: list[list] = []
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -227,16 +231,26 @@ async def soak(port: int, requests: list[bytes], clients: int, seconds: float, r
         turn = 1
         while reload_every > 0 and time.perf_counter() + reload_every < stop_at:
             await asyncio.sleep(reload_every)
-            reloads.append(await asyncio.to_thread(reload_to, port, versions[turn % 2]))
+            status, took = await asyncio.to_thread(reload_to, port, versions[turn % 2])
+            reloads.append((status, took, round(time.perf_counter() - started, 1)))
             turn += 1
 
-    await asyncio.gather(reloader(), *(client(port, requests, stop_at, [1 << 62], latencies, statuses)
-                                       for _ in range(clients)))
+    async def sampler() -> None:
+        while True:
+            series.append([round(time.perf_counter() - started, 1), [rss_mb(pid) for pid in pids]])
+            if time.perf_counter() + rss_every > stop_at:
+                return
+            await asyncio.sleep(rss_every)
+
+    await asyncio.gather(reloader(), sampler(), *(client(port, requests, stop_at, [1 << 62], latencies, statuses)
+                                                  for _ in range(clients)))
     wall = time.perf_counter() - started
+    series.append([round(wall, 1), [rss_mb(pid) for pid in pids]])
     return {"clients": clients, **summary(latencies, statuses, wall),
-            "reloads": len(reloads), "reloads_failed": sum(1 for status, _ in reloads if status != 200),
-            "reload_max_s": round(max((s for _, s in reloads), default=0.0), 2),
-            "rss_mb": {str(pid): {"start": rss_start[pid], "end": rss_mb(pid)} for pid in pids}}
+            "reloads": len(reloads), "reloads_failed": sum(1 for status, _, _ in reloads if status != 200),
+            "reload_max_s": round(max((took for _, took, _ in reloads), default=0.0), 2),
+            "reloaded_at_s": [at for _, _, at in reloads], "workers": pids, "rss_series": series,
+            "rss_mb": {str(pid): {"start": series[0][1][k], "end": series[-1][1][k]} for k, pid in enumerate(pids)}}
 
 
 def free_port() -> int:
@@ -285,6 +299,7 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=0.0, help="also run a soak this long (0: none)")
     parser.add_argument("--soak-clients", type=int, default=8)
     parser.add_argument("--reload-every", type=float, default=30.0, help="soak: seconds between reloads (0: none)")
+    parser.add_argument("--rss-every", type=float, default=5.0, help="soak: seconds between RSS samples")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -296,9 +311,9 @@ def main() -> None:
         try:
             asyncio.run(level(port, bodies, 1, 100, 30, args.workers))  # warm-up, not reported
             results = [asyncio.run(level(port, bodies, int(c), args.requests, args.seconds, args.workers))
-                       for c in args.levels.split(",")]
+                       for c in args.levels.split(",") if c]
             soaked = asyncio.run(soak(port, bodies, args.soak_clients, args.soak_seconds, args.reload_every,
-                                      ("v1", "v2"), args.workers)) if args.soak_seconds > 0 else None
+                                      ("v1", "v2"), args.workers, args.rss_every)) if args.soak_seconds > 0 else None
         finally:
             server.terminate()
             try:
@@ -324,7 +339,10 @@ def report(args: argparse.Namespace, body_bytes: int, results: list[dict], soake
         print(f"soak: {soaked['clients']} clients, {soaked['seconds']} s, {soaked['requests']} requests, "
               f"{soaked['rps']} req/s, p50 {soaked['p50_ms']} ms, p99 {soaked['p99_ms']} ms, max {soaked['max_ms']} "
               f"ms, errors {soaked['errors']}; reloads {soaked['reloads']} ({soaked['reloads_failed']} failed, "
-              f"slowest {soaked['reload_max_s']} s); RSS MiB per worker {soaked['rss_mb']}")
+              f"slowest {soaked['reload_max_s']} s, ended at {soaked['reloaded_at_s']} s)")
+        print(f"RSS MiB of workers {soaked['workers']} every {args.rss_every} s (seconds since the start):")
+        for at, sizes in soaked["rss_series"]:
+            print(f"  {at:7.1f}  " + "  ".join(f"{size:7.1f}" if size is not None else "   gone" for size in sizes))
     if args.json:
         args.json.write_text(json.dumps({"levels": results, "soak": soaked}, indent=2) + "\n")
 

@@ -3,11 +3,14 @@
 Training takes seconds but the ONNX export about ten, so the export is cached here (a module
 global) rather than in a fixture each test module would re-run. The export goes through the CLI,
 which therefore gets tested on the way. ``models/`` holds ``v1`` and a copy ``v2`` (same weights,
-another version name) for reload tests; tests that damage files work on their own copies.
+another version name) for reload tests; tests that damage files work on their own copies. Also
+here: a valid scoring body, the bad bodies every kind of refusal is tested with, and the fuzz that
+mutates a body (tests/test_service.py and tests/test_serving_validation.py both use them).
 """
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import threading
@@ -15,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import uvicorn
 from typer.testing import CliRunner
 
@@ -30,6 +34,77 @@ FAST = {
 }
 
 _CACHE: dict[str, Path] = {}
+
+#: Junk values the fuzzers put in place of a body's values.
+JUNK = [None, 0, -1, 1.5, 10**20, "", "x" * 600, [], {}, [1], {"a": 1}, True, "\u00e9\U0001f600", float("nan")]
+
+#: Bad scoring bodies: (text, status, a ``loc`` the answer must name or None).
+BAD_BODIES = {
+    "malformed JSON": ('{"user": {"user_id": "u"', 400, None),
+    "not JSON at all": ("hello", 400, None),
+    "deeply nested": ("[" * 20_000 + "]" * 20_000, 400, None),
+    "missing user": ('{"candidates": [{"show_id": "s"}]}', 422, ["body", "user"]),
+    "missing show_id": ('{"user": {"user_id": "u"}, "candidates": [{}]}', 422, ["body", "candidates", 0, "show_id"]),
+    "no candidates": ('{"user": {"user_id": "u"}, "candidates": []}', 422, ["body", "candidates"]),
+    "id as a number": ('{"user": {"user_id": 7}, "candidates": [{"show_id": "s"}]}', 422, ["body", "user", "user_id"]),
+    "count as a string": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_streams_30d": "9"}]}',
+                          422, ["body", "candidates", 0, "show_streams_30d"]),
+    "negative count": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_age_days": -1}]}',
+                       422, ["body", "candidates", 0, "show_age_days"]),
+    "NaN price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": NaN}]}',
+                  422, ["body", "candidates", 0, "price"]),
+    "Infinity price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": Infinity}]}',
+                       422, ["body", "candidates", 0, "price"]),
+    "1e309 price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": 1e309}]}',
+                    422, ["body", "candidates", 0, "price"]),
+    "NaN id": ('{"user": {"user_id": NaN}, "candidates": [{"show_id": "s"}]}', 422, ["body", "user", "user_id"]),
+    "huge integer": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_streams_30d": 1' + "0" * 40
+                     + '}]}', 422, ["body", "candidates", 0, "show_streams_30d"]),
+    "unknown key": ('{"user": {"user_id": "u", "age": 3}, "candidates": [{"show_id": "s"}]}',
+                    422, ["body", "user", "age"]),
+    "lone surrogate": ('{"user": {"user_id": "\\ud800"}, "candidates": [{"show_id": "s"}]}',
+                       422, ["body", "user", "user_id"]),
+    "bad time": ('{"user": {"user_id": "u"}, "context": {"ts": "yesterday"}, "candidates": [{"show_id": "s"}]}',
+                 422, ["body", "context", "ts"]),
+    "list for an object": ('{"user": [], "candidates": [{"show_id": "s"}]}', 422, ["body", "user"]),
+    "unknown extra feature": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s"}, {"show_id": "s", '
+                              '"features": {"show_vec": [1.0, 2.0]}}]}', 422, ["body", "candidates", 1, "features", "show_vec"]),
+    "object as a feature value": ('{"user": {"user_id": "u", "features": {"f": {}}}, "candidates": [{"show_id": "s"}]}',
+                                  422, None),
+}
+
+
+def valid_body(log: pa.Table) -> dict:
+    """A valid scoring request: the first user of the log and three known candidates."""
+    row = log.slice(0, 1).to_pylist()[0]
+    user = {k: row[k] for k in ("user_id", "user_country", "user_age_bucket", "user_history_shows",
+                                "user_followed_shows")}
+    candidates = [{k: r[k] for k in ("show_id", "episode_id", "show_genre", "show_topics", "show_publisher",
+                                     "show_streams_30d", "show_age_days", "format", "campaign_id", "creative_id",
+                                     "slot", "layout")} | {"id": f"c{i}", "price": 1.0 + i}
+                  for i, r in enumerate(log.slice(0, 3).to_pylist())]
+    return {"user": user, "context": {"ts": "2026-01-20T08:30:00Z", "surface": row["surface"],
+                                      "device": row["device"]}, "candidates": candidates}
+
+
+def mutated(value, rng: random.Random):
+    """``value`` with, somewhere inside, a key dropped or added or a value swapped for junk (a small fuzz)."""
+    if isinstance(value, dict) and value and rng.random() < 0.7:
+        value = dict(value)
+        key = rng.choice(list(value))
+        choice = rng.random()
+        if choice < 0.3:
+            del value[key]
+        elif choice < 0.5:
+            value[rng.choice(["zz", key + "_", "price"])] = rng.choice(JUNK)
+        else:
+            value[key] = mutated(value[key], rng)
+        return value
+    if isinstance(value, list) and value and rng.random() < 0.7:
+        value = list(value)
+        value[rng.randrange(len(value))] = mutated(value[rng.randrange(len(value))], rng)
+        return value
+    return rng.choice(JUNK)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from unitarget.config import Config, merge
 from unitarget.data.encoders import TIME_FIELDS, time_column, time_value
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.vocabulary import OOV
-from unitarget.serving.encoding import FeatureValueError, RequestEncoder
+from unitarget.serving.encoding import FeatureValueError, Part, RequestEncoder
 from unitarget.serving.schemas import Candidate, Context, User
 from unitarget.serving.tables import CANDIDATE_FIELDS, CONTEXT_FIELDS, USER_FIELDS, request_table
 from unitarget.training.tasks import TaskSet
@@ -113,6 +113,31 @@ def test_requests_encode_exactly_as_their_table(tiny_log, features):
     if features and features.get("extra"):
         vector = [n for n, _ in encoder.layout_.dense].index("show_vec")  # width 1 counts come first
         assert encoder.layout_.dense[vector] == ("show_vec", VECTOR_WIDTH) and np.abs(dense[:, vector:]).sum() > 0
+
+
+@pytest.mark.parametrize("features", [None, {"extra": EXTRAS, "hash_buckets": {"venue": 5}}])
+def test_requests_encoded_together_get_exactly_their_rows_alone(tiny_log, features):
+    """A batch of requests of different sizes, users, contexts and times: each request's slice of the batch's ids,
+    dense inputs and OOV flags is what it gets encoded alone."""
+    log = _with_extras(tiny_log)
+    encoder = _encoder(log, features)
+    fast = RequestEncoder(encoder)
+    rng = random.Random(1)
+    parts = []
+    for n in (3, 1, 40, 7, 200):
+        user, context, candidates = _request(log, rng, n, {e.name for e in encoder.features.extra})
+        parts.append(Part(user, context, candidates, context.ts))
+    together = fast.encode_many(parts)
+    assert together.bounds == (0, 3, 4, 44, 51, 251)
+    for r, part in enumerate(parts):
+        ids, dense, flags = fast.encode(*part)
+        rows = slice(together.bounds[r], together.bounds[r + 1])
+        np.testing.assert_array_equal(together.ids[rows], ids)
+        np.testing.assert_array_equal(together.dense[rows], dense)
+        assert together.flags_of(r).keys() == flags.keys()
+        for name, alone in flags.items():
+            np.testing.assert_array_equal(together.flags_of(r)[name], alone, err_msg=name)
+    assert len({part.ts for part in parts}) > 1 and len({part.user.user_id for part in parts}) > 1
 
 
 def test_extra_features_the_model_cannot_read_are_named(tiny_log):

@@ -28,7 +28,8 @@ from schemathesis.generation import GenerationMode
 
 from typer.testing import CliRunner
 
-from tests.serving_fixtures import Exported, LiveServer, exported_model, free_port, models_copy
+from tests.serving_fixtures import (BAD_BODIES, Exported, LiveServer, exported_model, free_port, models_copy, mutated,
+                                    valid_body)
 from unitarget.cli import app as cli
 from unitarget.pipeline import load_model
 from unitarget.serving.app import create_app
@@ -63,16 +64,7 @@ def http(server):
 
 @pytest.fixture
 def body(tiny_log) -> dict:
-    """A valid request: a user of the log and three known candidates."""
-    row = tiny_log.slice(0, 1).to_pylist()[0]
-    user = {k: row[k] for k in ("user_id", "user_country", "user_age_bucket", "user_history_shows",
-                                "user_followed_shows")}
-    candidates = [{k: r[k] for k in ("show_id", "episode_id", "show_genre", "show_topics", "show_publisher",
-                                     "show_streams_30d", "show_age_days", "format", "campaign_id", "creative_id",
-                                     "slot", "layout")} | {"id": f"c{i}", "price": 1.0 + i}
-                  for i, r in enumerate(tiny_log.slice(0, 3).to_pylist())]
-    return {"user": user, "context": {"ts": "2026-01-20T08:30:00Z", "surface": row["surface"],
-                                      "device": row["device"]}, "candidates": candidates}
+    return valid_body(tiny_log)
 
 
 # ------------------------------------------------------------------------------- endpoints
@@ -156,41 +148,6 @@ def _raw(http: httpx.Client, content: bytes | str, content_type: str | None = "a
     return http.post(path, content=content, headers=headers)
 
 
-BAD_BODIES = {
-    "malformed JSON": ('{"user": {"user_id": "u"', 400, None),
-    "not JSON at all": ("hello", 400, None),
-    "deeply nested": ("[" * 20_000 + "]" * 20_000, 400, None),
-    "missing user": ('{"candidates": [{"show_id": "s"}]}', 422, ["body", "user"]),
-    "missing show_id": ('{"user": {"user_id": "u"}, "candidates": [{}]}', 422, ["body", "candidates", 0, "show_id"]),
-    "no candidates": ('{"user": {"user_id": "u"}, "candidates": []}', 422, ["body", "candidates"]),
-    "id as a number": ('{"user": {"user_id": 7}, "candidates": [{"show_id": "s"}]}', 422, ["body", "user", "user_id"]),
-    "count as a string": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_streams_30d": "9"}]}',
-                          422, ["body", "candidates", 0, "show_streams_30d"]),
-    "negative count": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_age_days": -1}]}',
-                       422, ["body", "candidates", 0, "show_age_days"]),
-    "NaN price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": NaN}]}',
-                  422, ["body", "candidates", 0, "price"]),
-    "Infinity price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": Infinity}]}',
-                       422, ["body", "candidates", 0, "price"]),
-    "1e309 price": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "price": 1e309}]}',
-                    422, ["body", "candidates", 0, "price"]),
-    "NaN id": ('{"user": {"user_id": NaN}, "candidates": [{"show_id": "s"}]}', 422, ["body", "user", "user_id"]),
-    "huge integer": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s", "show_streams_30d": 1' + "0" * 40
-                     + '}]}', 422, ["body", "candidates", 0, "show_streams_30d"]),
-    "unknown key": ('{"user": {"user_id": "u", "age": 3}, "candidates": [{"show_id": "s"}]}',
-                    422, ["body", "user", "age"]),
-    "lone surrogate": ('{"user": {"user_id": "\\ud800"}, "candidates": [{"show_id": "s"}]}',
-                       422, ["body", "user", "user_id"]),
-    "bad time": ('{"user": {"user_id": "u"}, "context": {"ts": "yesterday"}, "candidates": [{"show_id": "s"}]}',
-                 422, ["body", "context", "ts"]),
-    "list for an object": ('{"user": [], "candidates": [{"show_id": "s"}]}', 422, ["body", "user"]),
-    "unknown extra feature": ('{"user": {"user_id": "u"}, "candidates": [{"show_id": "s"}, {"show_id": "s", '
-                              '"features": {"show_vec": [1.0, 2.0]}}]}', 422, ["body", "candidates", 1, "features", "show_vec"]),
-    "object as a feature value": ('{"user": {"user_id": "u", "features": {"f": {}}}, "candidates": [{"show_id": "s"}]}',
-                                  422, None),
-}
-
-
 @pytest.mark.parametrize("name", list(BAD_BODIES))
 def test_bad_bodies_get_a_4xx_naming_the_field(http, name):
     content, status, loc = BAD_BODIES[name]
@@ -228,29 +185,9 @@ def test_the_service_keeps_serving_after_bad_input(http, body):
 def test_random_bodies_never_get_a_500(http, body):
     """A small fuzz: the valid body with values swapped for junk, keys dropped or added."""
     rng = random.Random(0)
-    junk = [None, 0, -1, 1.5, 10**20, "", "x" * 600, [], {}, [1], {"a": 1}, True, "\u00e9\U0001f600", float("nan")]
-
-    def mutate(value):
-        if isinstance(value, dict) and value and rng.random() < 0.7:
-            value = dict(value)
-            key = rng.choice(list(value))
-            choice = rng.random()
-            if choice < 0.3:
-                del value[key]
-            elif choice < 0.5:
-                value[rng.choice(["zz", key + "_", "price"])] = rng.choice(junk)
-            else:
-                value[key] = mutate(value[key])
-            return value
-        if isinstance(value, list) and value and rng.random() < 0.7:
-            value = list(value)
-            value[rng.randrange(len(value))] = mutate(value[rng.randrange(len(value))])
-            return value
-        return rng.choice(junk)
-
     statuses = []
     for _ in range(250):
-        text = json.dumps(mutate(body), allow_nan=True)
+        text = json.dumps(mutated(body, rng), allow_nan=True)
         statuses.append(_raw(http, text, path=rng.choice(["/v1/score", "/v1/rank"])).status_code)
     assert all(s < 500 for s in statuses), sorted(set(statuses))
     assert http.post("/v1/score", json=body).status_code == 200

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,7 @@ class Vocabulary:
 
     def lookup(self, values: Sequence[str | None]) -> np.ndarray:
         """(len(values),) int64 rows of Python strings, as ``transform`` maps them (None -> OOV)."""
-        get = self._rows.get
-        return np.fromiter((get(v, OOV) for v in values), dtype=np.int64, count=len(values))
+        return np.fromiter(map(self._rows.get, values, repeat(OOV)), dtype=np.int64, count=len(values))
 
     def to_dict(self) -> dict[str, Any]:
         """``min_count`` and the kept ids as JSON (``type: vocabulary``), for ``vocabulary_from_dict``."""
@@ -122,8 +122,7 @@ class HashedVocabulary:
         """(len(values),) int64 rows of Python strings, as ``transform`` maps them (None -> OOV);
         each distinct value is hashed once."""
         rows = {v: self._row(v) for v in set(values) if v is not None}
-        get = rows.get
-        return np.fromiter((get(v, OOV) for v in values), dtype=np.int64, count=len(values))
+        return np.fromiter(map(rows.get, values, repeat(OOV)), dtype=np.int64, count=len(values))
 
     def _row(self, value: str) -> int:
         """The row of a (non-null) id: 1 + its stable hash modulo the number of buckets."""

@@ -52,9 +52,9 @@ def create_app(settings: ServiceSettings, registry: reg.ModelRegistry | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry = app.state.serving.registry
         if registry.current is None:
-            try:
-                model = await run_in_threadpool(registry.start, settings.version)
-                logger.info("serving model version %s", model.version)
+            try:  # the version only: a reference held here, for the app's life, would keep it resident forever
+                version = (await run_in_threadpool(registry.start, settings.version)).version
+                logger.info("serving model version %s", version)
             except UnitargetError as err:  # start anyway, not ready: a reload can fix it
                 logger.error("model version %s did not load: %s", registry.pointed or settings.version, err)
         watcher = asyncio.create_task(_follow_pointer(registry, metrics, settings.pointer_poll_s))

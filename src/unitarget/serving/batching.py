@@ -1,9 +1,14 @@
 """Dynamic batching: requests that meet in one worker are scored by one ONNX Runtime call.
 
-Each request is validated and encoded on its own (a bad one is answered alone, before batching),
-then hands its ``(ids, dense)`` rows to the worker's ``Batcher`` and awaits its own slice of the
-probabilities. Inference runs on one thread per process, so batches run one after another and
-the event loop keeps reading, parsing and encoding the next requests meanwhile.
+Each request is validated and its extra features checked on its own (a bad one is answered alone,
+before batching), then hands its ``Part`` (user, context, candidates, time) to the worker's
+``Batcher`` and awaits its own rows: probabilities and OOV flags. A batch is encoded in one
+``RequestEncoder.encode_many`` call on the event loop (one set of look-ups and array operations
+per feature for all its requests: the encoder's fixed cost per call, about 0.2 ms, is paid once
+per batch, docs/benchmarks.md), then scored by one ONNX Runtime call on the worker's inference
+thread, so batches run one after another and the event loop keeps reading and validating the
+next requests meanwhile. Encoding stays on the event loop: on the inference thread it would
+contend with the loop for the GIL, which a busy thread holds up to the switch interval (5 ms).
 
 When a request arrives and the inference thread is idle:
 
@@ -16,9 +21,9 @@ While a batch runs, arrivals queue; when it finishes, the queue runs at once as 
 to ``max_rows`` rows; a request larger than that runs alone). Under load batches grow by
 themselves; a lone request never waits. A batch holds one model version: across a reload the
 requests of each version run in their own calls. Rows do not interact in the graph (no
-normalisation across the batch), so each request gets the rows it would have got alone
-(tests/test_batching.py). ``window_s`` 0 turns batching off: every request is its own call, still
-on the inference thread.
+normalisation across the batch) nor in the encoder, so each request gets the rows it would have
+got alone (tests/test_serving_batching.py, tests/test_request_encoding.py). ``window_s`` 0 turns
+batching off: every request is encoded and scored on its own, still on the inference thread.
 """
 
 from __future__ import annotations
@@ -30,17 +35,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from unitarget.serving.encoding import Encoded, Part
 from unitarget.serving.runtime import ExportedModel
+
+
+#: One request's answer: its (N, T) probabilities and its OOV flags (field -> (N,) bool).
+Rows = tuple[np.ndarray, dict[str, np.ndarray]]
 
 
 @dataclass
 class _Item:
-    """One request waiting for its probabilities."""
+    """One request waiting for its rows."""
 
     model: ExportedModel
-    ids: np.ndarray
-    dense: np.ndarray
-    future: asyncio.Future[np.ndarray]
+    part: Part
+    future: asyncio.Future[Rows]
 
 
 class Batcher:
@@ -58,16 +67,19 @@ class Batcher:
         self._running = 0  # requests in the batch on the inference thread; 0: idle
         self._timer: asyncio.TimerHandle | None = None
 
-    async def score(self, model: ExportedModel, ids: np.ndarray, dense: np.ndarray) -> np.ndarray:
-        """(N, T) probabilities of one encoded request, from a batch shared with whatever else is waiting."""
+    async def score(self, model: ExportedModel, part: Part) -> Rows:
+        """Probabilities and OOV flags of one request (``part`` passed ``check_features``), encoded and scored in a
+        batch shared with whatever else is waiting."""
         loop = asyncio.get_running_loop()
         if self.window_s <= 0:
-            self._observe(1, len(ids))
-            return await loop.run_in_executor(self._executor, model.run_graph, ids, dense)
-        item = _Item(model, ids, dense, loop.create_future())
+            self._observe(1, len(part.candidates))
+            encoded = model.request_encoder.encode_many([part])
+            return await loop.run_in_executor(self._executor, model.run_graph, encoded.ids, encoded.dense), \
+                encoded.flags
+        item = _Item(model, part, loop.create_future())
         self._pending.append(item)
         if not self._running:
-            rows = sum(len(i.ids) for i in self._pending)
+            rows = sum(len(i.part.candidates) for i in self._pending)
             if rows >= self.max_rows or self._in_flight() <= len(self._pending):
                 self._dispatch()
             elif self._timer is None:
@@ -81,7 +93,8 @@ class Batcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _dispatch(self) -> None:
-        """Start the next batch on the inference thread, unless one is running (its end starts the next)."""
+        """Encode the next batch here, on the event loop, and start its ONNX Runtime call on the inference thread,
+        unless one is running (its end starts the next)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -90,36 +103,38 @@ class Batcher:
             return
         model, batch, rest, rows = self._pending[0].model, [], [], 0
         for item in self._pending:
-            if item.model is model and (not batch or rows + len(item.ids) <= self.max_rows):
+            if item.model is model and (not batch or rows + len(item.part.candidates) <= self.max_rows):
                 batch.append(item)
-                rows += len(item.ids)
+                rows += len(item.part.candidates)
             else:
                 rest.append(item)
         self._pending, self._running = rest, len(batch)
         self._observe(len(batch), rows)
-        work = asyncio.get_running_loop().run_in_executor(self._executor, _run, model, batch)
-        work.add_done_callback(lambda done: self._finished(batch, done))
+        try:
+            encoded = model.request_encoder.encode_many([item.part for item in batch])
+        except Exception as error:  # a bug, not bad input (that was refused before batching): fail this batch only
+            self._finished(batch, error)
+            return
+        work = asyncio.get_running_loop().run_in_executor(self._executor, model.run_graph, encoded.ids, encoded.dense)
+        work.add_done_callback(lambda done: self._finished(batch, _outcome(done), encoded))
 
-    def _finished(self, batch: list[_Item], done: asyncio.Future[list[np.ndarray]]) -> None:
+    def _finished(self, batch: list[_Item], outcome: np.ndarray | BaseException, encoded: Encoded | None = None) -> None:
         """Hand each request its rows (or the batch's error), then start whatever queued meanwhile."""
         self._running = 0
-        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
         for i, item in enumerate(batch):
             if item.future.done():
                 continue
-            if error is not None:
-                item.future.set_exception(error)
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
             else:
-                item.future.set_result(done.result()[i])
+                assert encoded is not None
+                item.future.set_result((outcome[encoded.bounds[i]:encoded.bounds[i + 1]], encoded.flags_of(i)))
         if self._pending:
             self._dispatch()
 
 
-def _run(model: ExportedModel, batch: list[_Item]) -> list[np.ndarray]:
-    """One ONNX Runtime call over the batch's rows, split back per request (on the inference thread)."""
-    if len(batch) == 1:
-        return [model.run_graph(batch[0].ids, batch[0].dense)]
-    probabilities = model.run_graph(np.concatenate([item.ids for item in batch]),
-                                    np.concatenate([item.dense for item in batch]))
-    bounds = np.cumsum([len(item.ids) for item in batch])[:-1]
-    return np.split(probabilities, bounds)
+def _outcome(done: asyncio.Future[np.ndarray]) -> np.ndarray | BaseException:
+    """The (N, T) probabilities of a finished call, or why there are none."""
+    if done.cancelled():
+        return asyncio.CancelledError()
+    return done.exception() or done.result()

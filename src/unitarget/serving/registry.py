@@ -19,7 +19,6 @@ moves again.
 
 from __future__ import annotations
 
-import gc
 import logging
 import re
 import threading
@@ -29,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from unitarget.errors import UnitargetError
-from unitarget.serving import pointer as vp
+from unitarget.serving import heap, pointer as vp
 from unitarget.serving.runtime import ExportedModel, load_exported
 
 logger = logging.getLogger("unitarget.serving")
@@ -189,14 +188,5 @@ class ModelRegistry:
 
     def _switch_to(self, model: ExportedModel) -> ExportedModel:
         self.previous, self.current = self.current, model
-        _freeze_heap()
+        heap.settle()
         return model
-
-
-def _freeze_heap() -> None:
-    """Move every object alive now (the models, their vocabularies, the libraries) out of the
-    garbage collector's view. A full collection otherwise walks all of them: about 80 ms, every
-    few hundred requests, which was the service's p99 latency (docs/benchmarks.md). Objects
-    are still freed by reference counting when a version is dropped."""
-    gc.collect()
-    gc.freeze()

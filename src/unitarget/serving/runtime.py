@@ -25,7 +25,7 @@ from unitarget.errors import UnitargetError
 from unitarget.pipeline import load_model
 from unitarget.runs import ENCODER_FILE
 from unitarget.serving import manifest as mf
-from unitarget.serving.encoding import RequestEncoder
+from unitarget.serving.encoding import Part, RequestEncoder
 from unitarget.serving.export import PARITY_TOLERANCE, onnx_runner, parity_difference
 from unitarget.serving.schemas import Candidate, Context, User
 
@@ -65,8 +65,7 @@ class ExportedModel:
         """(ids, dense, OOV flags per field) of one request, through the request encoder
         (``encoding.RequestEncoder``: the same ids as ``score`` on the request's table, without
         building one); the service batches the graph call of several requests (``batching``)."""
-        ts = context.ts or now or datetime.now(timezone.utc)
-        return self.request_encoder.encode(user, context, candidates, ts)
+        return self.request_encoder.encode(*Part.of(user, context, candidates, now))
 
     def score_request(self, user: User, context: Context, candidates: Sequence[Candidate],
                       now: datetime | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -7,12 +7,13 @@ rank:   s[i] = p[i, task]  or  Σ_t w_t · p[i, t];  with ``per_price``, s[i] / 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 
-from unitarget.serving.encoding import FeatureValueError
+from unitarget.serving import responses
+from unitarget.serving.encoding import FeatureValueError, Part
 from unitarget.serving.runtime import ExportedModel
 from unitarget.serving.schemas import Objective, RankRequest, ScoreRequest
 from unitarget.serving.tables import CANDIDATE_FIELDS, CONTEXT_FIELDS, USER_FIELDS
@@ -27,14 +28,14 @@ class RequestError(Exception):
         self.detail = [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
-def encode(model: ExportedModel, request: ScoreRequest,
-           now: datetime | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(ids, dense, OOV flags) of one request for ``model``; an extra feature it cannot read is a 422 for this
-    request alone (before any batching)."""
+def prepare(model: ExportedModel, request: ScoreRequest, now: datetime | None = None) -> Part:
+    """``request`` ready to be encoded in any batch: its extra features checked (one the model cannot read is a 422
+    for this request alone, before any batching) and its time fixed (the context's, else ``now``, else the clock)."""
     try:
-        return model.encode_request(request.user, request.context, request.candidates, now)
+        model.request_encoder.check_features(request.user, request.context, request.candidates)
     except FeatureValueError as err:
         raise RequestError(422, err.loc, str(err)) from None
+    return Part.of(request.user, request.context, request.candidates, now)
 
 
 class Scored:
@@ -53,37 +54,26 @@ class Scored:
         """Field -> values scored through an OOV row (user and context fields once per request)."""
         return {**{f: 1 for f in self.shared_oov}, **{f: int(v.sum()) for f, v in self.candidate_oov.items()}}
 
-    def candidate(self, i: int, probabilities: list[float]) -> dict[str, Any]:
-        """Candidate ``i``'s answer: its index and id, ``probabilities`` keyed by task, and its OOV fields."""
-        return {
-            "index": i,
-            "id": self.request.candidates[i].id,
-            "probabilities": dict(zip(self.model.tasks, probabilities)),
-            "oov_fields": [f for f, flags in self.candidate_oov.items() if flags[i]],
-        }
-
-    def envelope(self, candidates: list[dict[str, Any]]) -> dict[str, Any]:
-        """The response body around ``candidates``: model version, tasks and the request's shared OOV fields."""
-        return {"model_version": self.model.version, "tasks": list(self.model.tasks),
-                "oov_fields": self.shared_oov, "candidates": candidates}
+    def body(self, order: Sequence[int], scores: np.ndarray | None = None) -> bytes:
+        """The response body (JSON) with the candidates ``order`` in that order (``scores``: theirs, ranked)."""
+        probabilities = self.probabilities if scores is None else self.probabilities[np.asarray(order, dtype=np.intp)]
+        ids = [c.id for c in self.request.candidates]
+        candidates = responses.candidate_objects(self.model.tasks, order, ids, probabilities, self.candidate_oov,
+                                                 scores)
+        return responses.body(self.model.version, self.model.tasks, self.shared_oov, candidates)
 
 
-def score(scored: Scored) -> dict[str, Any]:
+def score(scored: Scored) -> bytes:
     """The ``/v1/score`` body: every candidate's probabilities, in request order."""
-    rows = scored.probabilities.tolist()
-    return scored.envelope([scored.candidate(i, row) for i, row in enumerate(rows)])
+    return scored.body(range(len(scored.probabilities)))
 
 
-def rank(scored: Scored, request: RankRequest) -> dict[str, Any]:
+def rank(scored: Scored, request: RankRequest) -> bytes:
     """The ``/v1/rank`` body: candidates by objective value, best first, ties in request order (stable sort), the first
     ``top_k``, each with its ``score``."""
     values = objective_values(request.objective, scored.model.tasks, scored.probabilities, request)
     order = np.argsort(-values, kind="stable")[: request.top_k]
-    rows = scored.probabilities.tolist()
-    ranked = []
-    for i in order.tolist():
-        ranked.append(scored.candidate(i, rows[i]) | {"score": float(values[i])})
-    return scored.envelope(ranked)
+    return scored.body(order.tolist(), values[order])
 
 
 def objective_values(objective: Objective, tasks: tuple[str, ...], probabilities: np.ndarray,
