@@ -12,6 +12,7 @@ from unitarget.config import load_config, merge
 from unitarget.errors import UnitargetError
 from unitarget.tuning import tune
 from unitarget.tuning.space import SEARCH_SPACE, overrides, suggest
+from unitarget.training.loop import SilentHooks
 from unitarget.tuning.study import CACHE_DIR, TRIALS_DIR
 
 optuna = pytest.importorskip("optuna")
@@ -22,7 +23,7 @@ WIDTHS = next(p for p in SEARCH_SPACE if p.key == "model.hidden")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "tuning.md"
 
 
-class _Recorder:
+class _Recorder(SilentHooks):
     """Progress hooks of one trial: the epochs it trained in; Ctrl-C after step ``stop_at`` of epoch 0 if given."""
 
     def __init__(self, stop_at: int | None = None) -> None:
@@ -32,12 +33,6 @@ class _Recorder:
         self.epochs.add(epoch)
         if (epoch, step) == (0, self.stop_at):
             raise KeyboardInterrupt
-
-    def on_validation(self, record) -> None:
-        pass
-
-    def on_epoch_end(self, record) -> None:
-        pass
 
 
 def test_every_point_of_the_search_space_is_a_valid_configuration():
