@@ -67,7 +67,8 @@ class ExpertsConfig(Strict):
 
 
 class LinearConfig(Strict):
-    """The linear baseline (``encoder = "linear"``, models/linear.py): its hashed pairwise crosses."""
+    """The linear terms (models/linear.py) of the baseline (``encoder = "linear"``) and of a deep model's wide part
+    (``wide = true``): its hashed pairwise crosses."""
 
     cross_buckets: int = Field(2**18, ge=1, description="hash buckets shared by every pairwise cross")
     crosses: tuple[tuple[str, str], ...] | None = Field(
@@ -86,6 +87,9 @@ class ModelConfig(Strict):
     tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = True
+    wide: bool = Field(False, description=(
+        "Wide & Deep (Cheng et al. 2016): add to each task's logit its own linear term over the one-hot ids, bag "
+        "means and hashed crosses of model.linear (models/linear.py), trained jointly with the deep model"))
     embedding_decay: dict[Group, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict, description="feature group -> λ: training adds λ·||e||² of every embedding row a batch "
                                           "reads for the group's features (a bag's tokens: their mean), averaged "
@@ -109,6 +113,8 @@ class ModelConfig(Strict):
     @model_validator(mode="after")
     def _experts_exist(self) -> "ModelConfig":
         e = self.experts
+        if self.encoder == "linear" and self.wide:
+            raise ValueError("encoder linear is the wide part alone; model.wide adds it to a deep encoder")
         if self.encoder == "linear" and self.cross.layers > 0:
             raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
         if self.encoder == "linear" and self.attention.bags:

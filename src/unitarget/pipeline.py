@@ -197,6 +197,8 @@ def finetune(
         model.load_state_dict(base.model.state_dict(), strict=False)  # all but the new tower
         if init_from is not None:
             model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
+            if len(model.wide):
+                model.wide[task.name].load_state_dict(model.wide[init_from].state_dict())
         if freeze_encoder:
             model.freeze(except_towers=[task.name])
 

@@ -1,7 +1,7 @@
 """The unified multi-task model: p_t(x) = σ(g_ψt(h_φ(c(x)))) — this module returns the logits.
 
 embedder (with optional DIN target attention over the history) -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
-one tower g_ψt per task. ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
+one tower g_ψt per task, plus, with ``model.wide``, each task's own linear term (Wide & Deep). ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
 literal dict; a variant swaps one argument. ``encoder = "linear"`` composes the logistic-regression
 baseline from the same three roles (``models.linear``: weighted sums, one column per task, a bias).
 """
@@ -31,13 +31,16 @@ class MultiTaskModel(nn.Module):
 
     def __init__(
         self, embedder: FeatureEmbedder | LinearTerms, encoder: nn.Module, towers: Mapping[str, Tower | BiasTower],
-        cross: nn.Module | None = None,
+        cross: nn.Module | None = None, wide: Mapping[str, LinearTerms] | None = None,
     ) -> None:
         super().__init__()
         self.embedder = embedder
         self.cross = cross if cross is not None else nn.Identity()  # no parameters: same state_dict
         self.encoder = encoder
         self.towers = nn.ModuleDict(towers)
+        # Wide & Deep: task t's own linear term, added to its logit. Per task, like a tower, so fine-tuning starts a
+        # new head's at zero and freezing keeps the old ones; empty = no parameters, the same state_dict.
+        self.wide = nn.ModuleDict(wide or {})
         self.frozen = False
 
     @property
@@ -60,16 +63,22 @@ class MultiTaskModel(nn.Module):
         z = self.encoder(x, tasks)  # (B, H) shared, or len(wanted) × (B, H)
         towers = [list(self.towers.values())[i] for i in wanted]
         if isinstance(z, torch.Tensor) and stackable(towers):
-            return stacked_logits(towers, z)
-        per_task = [z] * len(wanted) if isinstance(z, torch.Tensor) else z
-        return torch.stack([tower(z) for tower, z in zip(towers, per_task)], dim=1)
+            logits = stacked_logits(towers, z)
+        else:
+            per_task = [z] * len(wanted) if isinstance(z, torch.Tensor) else z
+            logits = torch.stack([tower(z) for tower, z in zip(towers, per_task)], dim=1)
+        if len(self.wide):
+            names = self.task_names
+            wide = [self.wide[names[i]](features.ids, features.dense) for i in wanted]  # each (B, 1)
+            logits = logits + torch.cat(wide, dim=1)
+        return logits
 
     def freeze(self, except_towers: Sequence[str]) -> None:
-        """Stop every parameter but those of ``except_towers`` from learning. Frozen batch-norm
+        """Stop every parameter but those of ``except_towers`` (and their wide terms) from learning. Frozen batch-norm
         layers also keep their running statistics (they stay in eval mode when training)."""
         self.frozen = True
         for name, parameter in self.named_parameters():
-            if not any(name.startswith(f"towers.{t}.") for t in except_towers):
+            if not any(name.startswith((f"towers.{t}.", f"wide.{t}.")) for t in except_towers):
                 parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "MultiTaskModel":
@@ -128,4 +137,5 @@ def build_model(
         cross = CrossNetwork(embedder.output_dim, config.cross.layers, config.cross.rank)
     encoder = _encoder(config, embedder.output_dim, tasks, groups or {})
     towers = {name: Tower(encoder.output_dim, config.tower_hidden, config.dropout) for name in tasks}
-    return MultiTaskModel(embedder, encoder, towers, cross)
+    wide = {name: LinearTerms(layout, 1, config.linear) for name in tasks} if config.wide else None
+    return MultiTaskModel(embedder, encoder, towers, cross, wide)
