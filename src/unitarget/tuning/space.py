@@ -83,6 +83,14 @@ SEARCH_SPACE: tuple[Param, ...] = (
     Param("model.tower_hidden", "choice", choices=((32,), (64,), (128,)), why="each task tower's MLP widths"),
     Param("train.batch_size", "choice", choices=(1024, 2048, 4096),
           why="rows per step: larger is faster per epoch, with fewer steps"),
+    Param("model.wide", "choice", choices=(True, False), why="each task's linear term beside the deep part"),
+    *(Param(f"model.embedding_dropout.{group}", "float", 0.0, 0.5,
+            why=f"how often a {group} id reads as unknown in training: how much its embeddings may memorise")
+      for group in ("user", "content", "creative")),
+    Param("train.ema_decay", "choice", choices=(None, 0.99, 0.999),
+          why="validate and publish an average of the weights; None = the last weights"),
+    Param("sampling.mode", "choice", choices=("resample", "reweight"),
+          why="balance the sources by repeating the smaller one's rows, or by weighting their losses"),
 )
 
 
