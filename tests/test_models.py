@@ -4,6 +4,7 @@ from torch import nn
 from unitarget.config import ModelConfig
 from unitarget.models import build_model
 from unitarget.models.embeddings import FeatureEmbedder
+from unitarget.models.layers import mlp
 from tests.helpers import tiny_batch, tiny_layout
 
 
@@ -59,3 +60,16 @@ def test_towers_run_as_one_give_each_towers_own_logits_and_gradients():
         ours = torch.autograd.grad((model(features) * upstream).sum(), weights)
         theirs = torch.autograd.grad((one_by_one * upstream).sum(), weights)
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(ours, theirs))
+
+
+def test_inference_folds_batch_norm_into_the_linear_layers_without_changing_the_function():
+    torch.manual_seed(0)
+    body = mlp(12, (16, 8), batch_norm=True, dropout=0.1)
+    body.train()
+    for _ in range(20):  # running statistics away from their start
+        body(torch.randn(64, 12) * 3 + 1)
+    body.eval()
+    x = torch.randn(256, 12)
+    with torch.no_grad():
+        layer_by_layer = nn.Sequential(*body)(x)
+        assert torch.allclose(body(x), layer_by_layer, atol=1e-5)

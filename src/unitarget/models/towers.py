@@ -58,15 +58,19 @@ def stacked_logits(towers: Sequence[Tower], z: torch.Tensor) -> torch.Tensor:
     """(B, T) logits of ``stackable`` towers on one shared input, the same sums as calling each tower.
 
     The towers run as one: their first layers as one (T·h)-wide matrix product, later layers as one batched
-    product, the logits as one weighted sum. Five 64-unit towers cost one kernel per layer instead of five, in the
+    product, the logits as one weighted sum (one product with a block-diagonal matrix after a single layer). Five 64-unit towers cost one kernel per layer instead of five, in the
     forward and the backward; the parameters stay each tower's own (the weights are concatenated per call), so
     checkpoints, fine-tuning and freezing are unchanged.
     """
     n, (_, widths, dropout) = len(towers), towers[0].shape
     layers = [[m for m in tower.body if isinstance(m, nn.Linear)] for tower in towers]
     first = [tower_layers[0] for tower_layers in layers]
-    h = torch.relu(torch.addmm(torch.cat([m.bias for m in first]), z, torch.cat([m.weight for m in first]).t()))
-    h = nn.functional.dropout(h, dropout, towers[0].training).view(-1, n, widths[0]).transpose(0, 1)  # (T, B, h)
+    h = torch.relu_(torch.addmm(torch.cat([m.bias for m in first]), z, torch.cat([m.weight for m in first]).t()))
+    h = nn.functional.dropout(h, dropout, towers[0].training)  # (B, T·h)
+    if len(widths) == 1:  # the logits as one product with the block-diagonal (T·h, T) matrix of the logit weights
+        weight = torch.block_diag(*(tower.logit.weight.t() for tower in towers))
+        return torch.addmm(torch.cat([tower.logit.bias for tower in towers]), h, weight)  # (B, T)
+    h = h.view(-1, n, widths[0]).transpose(0, 1)  # (T, B, h)
     for depth in range(1, len(widths)):
         weight = torch.stack([tower_layers[depth].weight for tower_layers in layers])  # (T, out, in)
         bias = torch.stack([tower_layers[depth].bias for tower_layers in layers]).unsqueeze(1)  # (T, 1, out)
