@@ -154,8 +154,8 @@ def test_the_training_lookup_gives_the_inference_sums_and_the_plain_gradient(spa
     fused.square().sum().backward()
     grad = terms.table.weight.grad
     table = terms.table.weight.detach().clone().requires_grad_()
-    plain = torch.nn.functional.embedding(terms.rows(features.ids), table)
-    (plain * terms.row_weights(features.ids).unsqueeze(-1)).sum(1).add(features.dense @ terms.dense.detach()) \
+    plain = torch.nn.functional.embedding(terms.structure.rows(features.ids), table)
+    (plain * terms.structure.row_weights(features.ids).unsqueeze(-1)).sum(1).add(features.dense @ terms.dense.detach()) \
         .square().sum().backward()
     reference = table.grad
     reference[0] = 0  # the padding row is never updated

@@ -16,7 +16,7 @@ from unitarget.serving.export import export_model
 from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
 
-WIDE = {"model": {"wide": True, "linear": {"cross_buckets": 4096}}}
+WIDE = {"model": {"wide": True, "wide_crosses": True, "linear": {"cross_buckets": 4096}}}
 
 
 def test_the_wide_term_is_each_tasks_own_linear_sum_added_to_its_deep_logit():
@@ -26,12 +26,11 @@ def test_the_wide_term_is_each_tasks_own_linear_sum_added_to_its_deep_logit():
     features = tiny_batch(layout, [0, 1] * 4).features
     with torch.no_grad():
         started = model(features)
-        for terms in model.wide.values():  # a fresh wide term is zero: the model starts as the deep one
-            terms.table.weight.normal_()
+        model.wide.table.weight.normal_()  # a fresh wide term is zero: the model starts as the deep one
         wide = model(features)
         deep = torch.stack([tower(model.encoder(model.cross(model.embedder(features.ids, features.dense)), None))
                             for tower in model.towers.values()], dim=1)
-        sums = torch.cat([model.wide[name](features.ids, features.dense) for name in "abc"], dim=1)
+        sums = model.wide.structure.sums(model.wide.table.weight, model.wide.dense, features.ids, features.dense)
     assert torch.allclose(started, deep, atol=1e-6)
     assert torch.allclose(wide, deep + sums, atol=1e-5) and not torch.allclose(wide, deep, atol=1e-2)
     with torch.no_grad():
@@ -87,7 +86,7 @@ def wide_run(tmp_path_factory, tiny_log):
 
 def test_a_wide_model_exports_to_onnx_with_parity(wide_run, tmp_path):
     out, trained = wide_run
-    assert any(terms.table.weight.abs().sum() > 0 for terms in trained.model.wide.values())  # it was trained
+    assert trained.model.wide.table.weight.abs().sum() > 0  # it was trained
     report = export_model(out, tmp_path / "v1")
     assert report.max_abs_diff < 1e-4 and len(report.tasks) == 5
 
@@ -97,9 +96,8 @@ def test_finetune_gives_the_new_head_a_wide_term_and_freezing_keeps_the_old_ones
     task = TaskSpec(name="follow2", label="follow", sources=("ads",))
     tuned = finetune(trained, tiny_log, tmp_path / "ft", task, freeze_encoder=True)
     assert tuned.model.task_names[-1] == "follow2"
-    assert tuned.model.wide["follow2"].table.weight.abs().sum() > 0
-    for name in trained.model.task_names:
-        assert torch.equal(tuned.model.wide[name].table.weight, trained.model.wide[name].table.weight)
+    assert tuned.model.wide.table.weight[:, 5].abs().sum() > 0  # the new head's column learned
+    assert torch.equal(tuned.model.wide.table.weight[:, :5], trained.model.wide.table.weight)  # the old ones kept
     rows = tiny_log.slice(0, 500)
     np.testing.assert_allclose(tuned.probabilities(rows)[:, :5], trained.probabilities(rows), atol=1e-6)
 

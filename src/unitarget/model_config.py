@@ -88,8 +88,10 @@ class ModelConfig(Strict):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_norm: bool = True
     wide: bool = Field(False, description=(
-        "Wide & Deep (Cheng et al. 2016): add to each task's logit its own linear term over the one-hot ids, bag "
-        "means and hashed crosses of model.linear (models/linear.py), trained jointly with the deep model"))
+        "Wide & Deep (Cheng et al. 2016): add to each task's logit its own linear term over the one-hot ids and bag "
+        "means (models/wide.py), trained jointly with the deep model"))
+    wide_crosses: bool = Field(False, description="the wide terms also read the hashed crosses of model.linear "
+                                                  "(one more random read per cross and row: slower scoring)")
     embedding_decay: dict[Group, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict, description="feature group -> λ: training adds λ·||e||² of every embedding row a batch "
                                           "reads for the group's features (a bag's tokens: their mean), averaged "

@@ -52,15 +52,13 @@ def cross_pairs(layout: FeatureLayout, crosses: Sequence[tuple[str, str]] | None
     return [(columns[f], columns[g]) for f, g in crosses if f in columns and g in columns]
 
 
-class LinearTerms(nn.Module):
-    """(ids (B, C), dense (B, D)) -> (B, T): each task's Σ of weights over its one-hot ids, bag means, crosses and dense
-    inputs, all but the bias. One gather of the (R + K, T) table per batch, written in ops ONNX exports."""
+class LinearRows(nn.Module):
+    """Which rows of a linear weight table an impression reads, and with what weight: the structure of the linear terms,
+    without their weights (``LinearTerms`` holds one (R + K, T) table, ``models.wide.WideTerms`` one column per task).
+    No parameters and no persistent buffers: it adds nothing to a state_dict."""
 
-    def __init__(self, layout: FeatureLayout, n_tasks: int, config: LinearConfig) -> None:
+    def __init__(self, layout: FeatureLayout, config: LinearConfig) -> None:
         super().__init__()
-        self.table = nn.Embedding(layout.table_rows + config.cross_buckets, n_tasks)
-        nn.init.zeros_(self.table.weight)
-        self.dense = nn.Parameter(torch.zeros(layout.dense_dim, n_tasks))  # v_t, one column per task
         pairs = cross_pairs(layout, config.crosses)
         self.register_buffer("left", torch.tensor([j for j, _ in pairs], dtype=torch.int64), persistent=False)
         self.register_buffer("right", torch.tensor([k for _, k in pairs], dtype=torch.int64), persistent=False)
@@ -73,10 +71,9 @@ class LinearTerms(nn.Module):
         for k, (start, stop) in enumerate(self.row_bags):
             slot += [self.n_singles + k] * (stop - start)
         self.register_buffer("slot", torch.tensor(slot, dtype=torch.int64), persistent=False)
-        self.sparse_grad = False  # set by training.setup, as the embedder's
         self.cross_offset = layout.table_rows
         self.buckets = config.cross_buckets
-        self.output_dim = n_tasks
+        self.table_rows = layout.table_rows + (config.cross_buckets if pairs else 0)  # no crosses: no cross rows
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, C + P) rows of the weight table each impression reads: its categorical ids, one hashed row per cross,
@@ -96,18 +93,36 @@ class LinearTerms(nn.Module):
             parts.append(present / present.sum(1, keepdim=True).clamp(min=1.0))
         return torch.cat(parts, dim=1)
 
-    def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """(ids (B, C), dense (B, D)) -> (B, T) weighted sums per task (the bias is each task's ``BiasTower``).
+    def sums(self, table: torch.Tensor, dense_weight: torch.Tensor, ids: torch.Tensor, dense: torch.Tensor,
+             sparse_grad: bool = False) -> torch.Tensor:
+        """(B, T) weighted sums of ``table`` (R + K, T) rows and of ``dense`` by ``dense_weight`` (D, T).
         Training goes through the embedder's fused lookup (``embeddings.pooled_lookup``: one scatter in the backward,
-        row-sparse gradients under ``optim.embedding_updates = "lazy"``); inference and export read the table with
-        a plain gather, the same sums."""
+        row-sparse gradients with ``sparse_grad``); inference and export read the table with a plain gather, the
+        same sums."""
         rows, weights = self.rows(ids), self.row_weights(ids)
         if torch.is_grad_enabled():
-            summed = pooled_lookup(self.table.weight, rows, weights, self.slot, self.n_singles, self.row_bags,
-                                   self.sparse_grad).sum(1)
+            summed = pooled_lookup(table, rows, weights, self.slot, self.n_singles, self.row_bags, sparse_grad).sum(1)
         else:
-            summed = (self.table(rows) * weights.unsqueeze(-1)).sum(1)  # (B, T)
-        return summed + dense.float() @ self.dense
+            summed = (nn.functional.embedding(rows, table) * weights.unsqueeze(-1)).sum(1)  # (B, T)
+        return summed + dense.float() @ dense_weight
+
+
+class LinearTerms(nn.Module):
+    """(ids (B, C), dense (B, D)) -> (B, T): each task's Σ of weights over its one-hot ids, bag means, crosses and dense
+    inputs, all but the bias. One gather of the (R + K, T) table per batch, written in ops ONNX exports."""
+
+    def __init__(self, layout: FeatureLayout, n_tasks: int, config: LinearConfig) -> None:
+        super().__init__()
+        self.structure = LinearRows(layout, config)
+        self.table = nn.Embedding(self.structure.table_rows, n_tasks)
+        nn.init.zeros_(self.table.weight)
+        self.dense = nn.Parameter(torch.zeros(layout.dense_dim, n_tasks))  # v_t, one column per task
+        self.sparse_grad = False  # set by training.setup, as the embedder's
+        self.output_dim = n_tasks
+
+    def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """(ids (B, C), dense (B, D)) -> (B, T) weighted sums per task (the bias is each task's ``BiasTower``)."""
+        return self.structure.sums(self.table.weight, self.dense, ids, dense, self.sparse_grad)
 
 
 class TaskColumns(nn.Module):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from unitarget.model_config import ModelConfig
+from unitarget.model_config import LinearConfig, ModelConfig
 from unitarget.data.batch import Features
 from unitarget.data.features import FeatureLayout
 from unitarget.models.attention import target_attention
@@ -24,6 +24,7 @@ from unitarget.models.experts import camoe, mmoe, ple
 from unitarget.models.linear import LinearTerms, TaskColumns
 from unitarget.models.regularisers import EmbeddingRegulariser
 from unitarget.models.towers import BiasTower, Tower, stackable, stacked_logits
+from unitarget.models.wide import WideTerms
 
 
 class MultiTaskModel(nn.Module):
@@ -31,16 +32,14 @@ class MultiTaskModel(nn.Module):
 
     def __init__(
         self, embedder: FeatureEmbedder | LinearTerms, encoder: nn.Module, towers: Mapping[str, Tower | BiasTower],
-        cross: nn.Module | None = None, wide: Mapping[str, LinearTerms] | None = None,
+        cross: nn.Module | None = None, wide: WideTerms | None = None,
     ) -> None:
         super().__init__()
         self.embedder = embedder
         self.cross = cross if cross is not None else nn.Identity()  # no parameters: same state_dict
         self.encoder = encoder
         self.towers = nn.ModuleDict(towers)
-        # Wide & Deep: task t's own linear term, added to its logit. Per task, like a tower, so fine-tuning starts a
-        # new head's at zero and freezing keeps the old ones; empty = no parameters, the same state_dict.
-        self.wide = nn.ModuleDict(wide or {})
+        self.wide = wide  # Wide & Deep (models.wide): each task's own linear term; None = none, the same state_dict
         self.frozen = False
 
     @property
@@ -67,10 +66,8 @@ class MultiTaskModel(nn.Module):
         else:
             per_task = [z] * len(wanted) if isinstance(z, torch.Tensor) else z
             logits = torch.stack([tower(z) for tower, z in zip(towers, per_task)], dim=1)
-        if len(self.wide):
-            names = self.task_names
-            wide = [self.wide[names[i]](features.ids, features.dense) for i in wanted]  # each (B, 1)
-            logits = logits + torch.cat(wide, dim=1)
+        if self.wide is not None:
+            logits = logits + self.wide.columns(features.ids, features.dense, wanted)
         return logits
 
     def freeze(self, except_towers: Sequence[str]) -> None:
@@ -78,8 +75,10 @@ class MultiTaskModel(nn.Module):
         layers also keep their running statistics (they stay in eval mode when training)."""
         self.frozen = True
         for name, parameter in self.named_parameters():
-            if not any(name.startswith((f"towers.{t}.", f"wide.{t}.")) for t in except_towers):
+            if not name.startswith("wide.") and not any(name.startswith(f"towers.{t}.") for t in except_towers):
                 parameter.requires_grad_(False)
+        if self.wide is not None:
+            self.wide.freeze_columns(except_towers)
 
     def train(self, mode: bool = True) -> "MultiTaskModel":
         """Set training mode, except that after ``freeze`` the embedder, cross layers and encoder stay in eval mode, so
@@ -137,5 +136,7 @@ def build_model(
         cross = CrossNetwork(embedder.output_dim, config.cross.layers, config.cross.rank)
     encoder = _encoder(config, embedder.output_dim, tasks, groups or {})
     towers = {name: Tower(encoder.output_dim, config.tower_hidden, config.dropout) for name in tasks}
-    wide = {name: LinearTerms(layout, 1, config.linear) for name in tasks} if config.wide else None
+    wide = None
+    if config.wide:
+        wide = WideTerms(layout, tasks, config.linear if config.wide_crosses else LinearConfig(crosses=()))
     return MultiTaskModel(embedder, encoder, towers, cross, wide)

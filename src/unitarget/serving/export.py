@@ -89,7 +89,7 @@ class ProbabilityModel(nn.Module):
     def __init__(self, model: MultiTaskModel) -> None:
         super().__init__()
         embedder = _GatherEmbedder(model.embedder) if isinstance(model.embedder, FeatureEmbedder) else model.embedder
-        self.model = MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross, dict(model.wide))
+        self.model = MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross, model.wide)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """(ids (B, C) int32, dense (B, D) float32) -> (B, T) probabilities σ(logits): the ONNX graph's one output."""

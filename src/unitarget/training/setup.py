@@ -59,6 +59,5 @@ def build_setup(
                              seed=config.train.seed)
     # Row-sparse table gradients for the lazy optimizer; the balancers that take per-task
     # gradients of the shared parameters (gradnorm, pcgrad) need dense ones (Config checks it).
-    for table in (model.embedder, *model.wide.values()):
-        table.sparse_grad = config.optim.embedding_updates == "lazy"
+    model.embedder.sparse_grad = config.optim.embedding_updates == "lazy"
     return TrainingSetup(model, tasks, rows.batches(config), balancer)
