@@ -184,9 +184,6 @@ def finetune(
     if base.config.model.encoder == "linear":
         raise UnitargetError("finetune adds a head to a deep model; a linear model's heads are columns of one weight "
                              "table (models/linear.py): train a new logreg model with the extra task instead")
-    if freeze_encoder and base.config.model.wide and base.config.optim.weight_decay > 0:
-        raise UnitargetError("finetune --freeze-encoder keeps a wide model's old columns by zeroing their gradient, "
-                             "which weight decay would still move; set optim.weight_decay = 0 for it")
     if task.name in base.model.task_names:
         raise UnitargetError(f"the model already has a task {task.name!r}: {base.model.task_names}")
     if init_from is not None and init_from not in base.model.task_names:
@@ -194,13 +191,13 @@ def finetune(
     tasks = [t.model_dump() for t in base.config.tasks] + [task.model_dump()]
     config = merge(base.config, {"tasks": tasks, **(overrides or {})})
     config = merge(config, {"evaluation": {"selection_task": task.name}})
+    if freeze_encoder and config.model.wide and config.optim.weight_decay > 0:
+        raise UnitargetError("finetune --freeze-encoder keeps a wide model's old columns by zeroing their gradient, "
+                             "which weight decay would still move; set optim.weight_decay = 0 for it")
     split = split_training_log(data, config)
 
     def from_base(model: MultiTaskModel) -> None:
-        state = base.model.state_dict()
-        if model.wide is not None:  # a column per task: the base's columns, the new task's at zero
-            model.wide.load_base(state.pop("wide.table.weight"), state.pop("wide.dense"), base.model.task_names)
-        model.load_state_dict(state, strict=False)  # all but the new tower (and the wide table, loaded above)
+        model.load_base(base.model)
         if init_from is not None:
             model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
             if model.wide is not None:

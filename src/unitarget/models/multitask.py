@@ -70,6 +70,14 @@ class MultiTaskModel(nn.Module):
             logits = logits + self.wide.columns(features.ids, features.dense, wanted)
         return logits
 
+    def load_base(self, base: "MultiTaskModel") -> None:
+        """Take every weight of ``base``, a model with a subset of these tasks (``finetune``): a task it lacks keeps its
+        fresh tower and, in a wide model, its zero column of the wide table."""
+        state = base.state_dict()
+        if self.wide is not None and base.wide is not None:
+            self.wide.load_base(state.pop("wide.table.weight"), state.pop("wide.dense"), base.task_names)
+        self.load_state_dict(state, strict=False)
+
     def freeze(self, except_towers: Sequence[str]) -> None:
         """Stop every parameter but those of ``except_towers`` (and their wide terms) from learning. Frozen batch-norm
         layers also keep their running statistics (they stay in eval mode when training)."""
