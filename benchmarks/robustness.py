@@ -15,8 +15,8 @@ default must be chosen on) and its **test** AP, the oracle's AP and the informed
 (``evaluation.informed``: what the training days allow).
 
 Each (world, setup, seed) cell is written to ``--out/cells/<world>/<setup>/seed<k>.json`` as soon as
-it finishes, and a rerun skips the cells already there (with the same world spec, setup and
-``--quick``), so an interrupted run resumes. The summary (per world and head: mean ± standard
+it finishes, and a rerun skips the cells already there (with the same world spec, setup, resolved
+configuration and ``--quick``), so an interrupted run resumes. The summary (per world and head: mean ± standard
 deviation over seeds of each setup, oracle ratio, paired gap to ``logreg`` and whether it is beyond
 two standard errors of the paired seed differences) is printed and written to ``--doc``.
 ``--quick`` draws tiny worlds and trains small models: a smoke test, not a measurement.
@@ -116,9 +116,11 @@ def cell_path(out: Path, world: WorldSpec, variant: Variant, seed: int) -> Path:
     return out / "cells" / world.name / variant.name / f"seed{seed}.json"
 
 
-def cell_key(world: WorldSpec, variant: Variant, seed: int, quick: bool) -> dict[str, Any]:
-    """What a finished cell must match to be reused: the world spec, the setup, the seed, --quick."""
-    return {"world": asdict(world), "setup": variant.display, "seed": seed, "quick": quick}
+def cell_key(world: WorldSpec, variant: Variant, seed: int, config: Config, quick: bool) -> dict[str, Any]:
+    """What a finished cell must match to be reused: the world spec, the setup, the seed, --quick, and the whole
+    configuration the setup resolves to (so a cell of a setup trained under other defaults is trained again)."""
+    resolved = json.loads(variant.config(config, seed).model_dump_json())
+    return {"world": asdict(world), "setup": variant.display, "seed": seed, "quick": quick, "config": resolved}
 
 
 def finished(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -174,7 +176,7 @@ def run_family(out: Path, worlds: Sequence[WorldSpec], variants: Sequence[Varian
         todo = []
         for variant in variants:
             for seed in seeds:
-                key = cell_key(world, variant, seed, quick)
+                key = cell_key(world, variant, seed, config, quick)
                 done = finished(cell_path(out, world, variant, seed), key)
                 if done is not None:
                     cells[(world.name, variant.name, seed)] = done

@@ -85,9 +85,9 @@ class ModelConfig(Strict):
     embedding_dim: int = Field(16, ge=1)
     hidden: tuple[int, ...] = Field((256, 128), min_length=1, description="shared encoder MLP")
     tower_hidden: tuple[int, ...] = Field((64,), description="per-task tower MLP before the logit")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="in the shared MLP and the towers (the paper's: 0)")
     batch_norm: bool = True
-    wide: bool = Field(False, description=(
+    wide: bool = Field(True, description=(
         "Wide & Deep (Cheng et al. 2016): add to each task's logit its own linear term over the one-hot ids and bag "
         "means (models/wide.py), trained jointly with the deep model"))
     wide_crosses: bool = Field(False, description="the wide terms also read the hashed crosses of model.linear "
@@ -97,7 +97,7 @@ class ModelConfig(Strict):
                                           "reads for the group's features (a bag's tokens: their mean), averaged "
                                           "over the batch; rows no batch reads get no decay (models/regularisers.py)")
     embedding_dropout: dict[Group, Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
-        default_factory=dict, description="feature group -> p: in training, each of the group's features reads as "
+        default_factory=lambda: {Group.USER: 0.3, Group.CONTENT: 0.3, Group.CREATIVE: 0.3}, description="feature group -> p: in training, each of the group's features reads as "
                                           "absent (its out-of-vocabulary row; an empty bag) with probability p, per "
                                           "row and feature; never at inference")
     experts: ExpertsConfig = ExpertsConfig()
@@ -109,14 +109,15 @@ class ModelConfig(Strict):
     def _embedding_regularisers_are_valid(self) -> "ModelConfig":
         if self.encoder == "linear" and (any(self.embedding_decay.values()) or any(self.embedding_dropout.values())):
             raise ValueError("encoder linear has no embeddings: model.embedding_decay and model.embedding_dropout "
-                             "apply to the deep encoders only")
+                             "apply to the deep encoders only (set each group's to 0)")
         return self
 
     @model_validator(mode="after")
     def _experts_exist(self) -> "ModelConfig":
         e = self.experts
         if self.encoder == "linear" and self.wide:
-            raise ValueError("encoder linear is the wide part alone; model.wide adds it to a deep encoder")
+            raise ValueError("encoder linear is the wide part alone; model.wide adds it to a deep encoder (set "
+                             "model.wide = false)")
         if self.encoder == "linear" and self.cross.layers > 0:
             raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
         if self.encoder == "linear" and self.attention.bags:

@@ -44,6 +44,26 @@ def unified_tasks(promo_sources: list[str], ad_sources: list[str]) -> list[dict[
 #: seen a handful of times without shrinking the frequent ids.
 LOGREG_L2 = 1e-6
 
+#: What the defaults add to the paper's configuration (chosen on validation across the worlds of
+#: benchmarks/robustness.py, docs/robustness.md): component -> (what it is, the override that takes it away).
+DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "wide": ("Wide & Deep linear terms", {"model": {"wide": False}}),
+    "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
+    "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
+                          {"model": {"embedding_dropout": {"user": 0.0, "content": 0.0, "creative": 0.0}}}),
+    "validation-in-epoch": ("validation 4 times an epoch", {"train": {"validate_every": None}}),
+}
+
+
+def _without_defaults() -> dict[str, Any]:
+    """The overrides that take every component of ``DEFAULT_COMPONENTS`` away: the paper's configuration."""
+    merged: dict[str, Any] = {}
+    for _, overrides in DEFAULT_COMPONENTS.values():
+        for section, values in overrides.items():
+            merged.setdefault(section, {}).update(values)
+    return merged
+
+
 #: name -> (display name used in reports, overrides)
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "promo-baseline": (
@@ -66,9 +86,14 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "Promo + Ads 5-task MTL",
         {"tasks": unified_tasks(_P, _AP)},
     ),
+    "paper": (
+        "Promo + Ads 5-task MTL, the paper's configuration",
+        {"tasks": unified_tasks(_P, _AP), **_without_defaults()},
+    ),
     "logreg": (
         "Logistic regression, 5 tasks",
-        {"tasks": unified_tasks(_P, _AP), "model": {"encoder": "linear", "cross": {"layers": 0}},
+        {"tasks": unified_tasks(_P, _AP), "model": {"encoder": "linear", "cross": {"layers": 0}, "wide": False,
+                                                     "embedding_dropout": {g.value: 0.0 for g in Group}},
          "optim": {"weight_decay": LOGREG_L2}},
     ),
 }
@@ -148,6 +173,9 @@ def parse_variant(spec: str) -> Variant:
 NATURAL_MIX = Variant("natural-mix", "unified, natural batch mix (no source balancing)", "unified",
                       {"sampling": {"balanced": False, "mode": "resample"}})
 
+#: The unified model as the paper trains it: the defaults without ``DEFAULT_COMPONENTS``.
+PAPER_CONFIGURATION = Variant("paper", PRESETS["paper"][0], "paper")
+
 #: Every row of the ablation study (section 4 of the paper): Table 1's presets, the unified
 #: model's switches, feature-group removals, loss balancers, and the linear baseline last.
 ABLATION_VARIANTS: tuple[Variant, ...] = (
@@ -157,6 +185,9 @@ ABLATION_VARIANTS: tuple[Variant, ...] = (
     Variant("mask-reversed", "unified, mask reversed (ads update promotions, not the reverse)", "unified",
             {"tasks": unified_tasks(_AP, _A)}),
     NATURAL_MIX,
+    *(Variant(f"without-{name}", f"unified without {label}", "unified", overrides)
+      for name, (label, overrides) in DEFAULT_COMPONENTS.items()),
+    PAPER_CONFIGURATION,
     *(Variant(f"without-{g.value}", f"unified without the {g.value} features", "unified",
               {"features": {"drop_groups": [g.value]}}) for g in Group),
     *(Variant(f"loss-{m}", f"unified, {label}", "unified", {"loss": {"method": m}})
@@ -167,8 +198,9 @@ ABLATION_VARIANTS: tuple[Variant, ...] = (
 #: Variants the main job trains beside Table 1 to explain its result: run name -> variant. The
 #: run name (and the display name in REPORT.md) differs from the ablation row's; the configuration
 #: is the same.
-DIAGNOSTICS: dict[str, Variant] = {"unified-natural-mix": NATURAL_MIX}
-_DIAGNOSTIC_NAMES = {"unified-natural-mix": "Promo + Ads 5-task MTL, natural mix (no source balancing)"}
+DIAGNOSTICS: dict[str, Variant] = {"unified-natural-mix": NATURAL_MIX, "unified-paper": PAPER_CONFIGURATION}
+_DIAGNOSTIC_NAMES = {"unified-natural-mix": "Promo + Ads 5-task MTL, natural mix (no source balancing)",
+                     "unified-paper": PRESETS["paper"][0]}
 
 
 def display_name(setup: str) -> str:

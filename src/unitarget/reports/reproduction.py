@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 
 from unitarget import contract
 from unitarget.evaluation import ADS_STREAM, LESS_STREAMED, PROMOTIONS_STREAM, EvaluationResult
-from unitarget.presets import PAPER_TABLE1, display_name
+from unitarget.presets import DEFAULT_COMPONENTS, PAPER_TABLE1, display_name
 from unitarget.reports.charts import tier_ap_chart, tier_relative_gain_chart
 from unitarget.reports.format import format_relative, relative_change
 from unitarget.reports.limits import tier_limits_markdown
@@ -180,8 +180,10 @@ def _diagnostics(facts: ReproductionFacts) -> str:
         f"every batch. With {facts.train_rows.num_rows / n_promotions - 1:.1f} ad impressions per "
         f"promotion impression in this log, one epoch revisits each promotion about {revisits:.1f} "
         "times; a likely cause of the gap is that the id embeddings fit the promotions before the "
-        "ads side has converged (validation AP peaks in the first epoch). The row below trains the "
-        "same unified model on the natural mix (`sampling.balanced = false`), everything else equal:",
+        "ads side has converged (validation AP peaks in the first epoch). Beside it, the same unified "
+        "model on the natural mix (`sampling.balanced = false`), everything else equal, and the unified "
+        "model in the paper's configuration (`--preset paper`: the defaults without "
+        f"{', '.join(label for label, _ in DEFAULT_COMPONENTS.values())}):",
         "",
         "| Setup | Promotions AP | Ads AP | Promotions AP (abs.) | Ads AP (abs.) |",
         "| --- | ---: | ---: | ---: | ---: |",
