@@ -1,7 +1,12 @@
-"""Training examples/s and prediction rows/s of the default model on synthetic rows.
+"""Training examples/s and prediction rows/s of a setup's model on synthetic rows.
 
     python benchmarks/train_predict_speed.py [--rows 1000000] [--threads 2] [--epochs 1] [--bf16] [--embedding-updates lazy]
-                                             [--reference] [--repeats 3]
+                                             [--reference] [--repeats 3] [--preset paper|unified|...]
+
+The setup is ``--preset paper`` by default: the network the plain reference implements (one embedding table, the
+MLP with batch norm, the towers; no wide terms, no dropout). ``--preset unified`` times the library's defaults, which
+do more work per row (each task's wide term, dropout, embedding dropout): compare those to the reference only as
+absolute figures.
 
 Encodes the rows once (not timed), then times one training epoch of the real training loop
 (source-balanced batches, masked multi-task loss, Adam, schedule) and batched prediction. The
@@ -25,6 +30,7 @@ from plain_reference import PlainModel, reference_epoch, reference_predict
 
 from unitarget.config import Config, merge
 from unitarget.data.features import FeatureEncoder
+from unitarget.presets import apply_preset
 from unitarget.scoring import predict_probabilities
 from unitarget.synth import World, WorldParams, generate_log
 from unitarget.training.loop import MemoryStore, fit
@@ -41,11 +47,14 @@ def main() -> None:
     parser.add_argument("--embedding-updates", choices=["dense", "lazy"], default="dense",
                         help="optim.embedding_updates: lazy = row-sparse Adam on the embedding table")
     parser.add_argument("--reference", action="store_true", help="also time the plain PyTorch reference")
+    parser.add_argument("--preset", default="paper", help="the setup timed; the default, paper, is the network the "
+                        "plain reference implements (no wide terms, no dropout); unified = the library's defaults")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --reference (medians)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    config = merge(Config(), {"train": {"bf16": args.bf16, "max_epochs": args.epochs, "patience": args.epochs},
+    config = merge(apply_preset(Config(), args.preset), {"train": {"bf16": args.bf16, "max_epochs": args.epochs,
+                                                                    "patience": args.epochs, "validate_every": None},
                               "optim": {"embedding_updates": args.embedding_updates}})
     table = generate_log(World.generate(WorldParams(n_impressions=args.rows, seed=1)))
     encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(table)

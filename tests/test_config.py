@@ -63,7 +63,16 @@ def test_presets_select_data_and_scoring_heads(preset, sources, promo_task, ads_
 def test_unknown_preset_lists_the_choices():
     with pytest.raises(ConfigError, match="promo-baseline"):
         apply_preset(Config(), "nope")
-    assert len(PRESETS) == 6  # Table 1's five and the linear baseline
+    assert len(PRESETS) == 7  # Table 1's five, the paper's configuration and the linear baseline
+
+
+def test_paper_is_the_unified_setup_without_what_the_defaults_add():
+    paper, unified = apply_preset(Config(), "paper"), apply_preset(Config(), "unified")
+    assert paper.tasks == unified.tasks
+    assert unified.model.wide and unified.model.dropout > 0 and unified.train.validate_every is not None
+    assert not paper.model.wide and paper.model.dropout == 0 and paper.train.validate_every is None
+    assert not any(paper.model.embedding_dropout.values())
+    assert paper.model.encoder == unified.model.encoder and paper.optim == unified.optim
 
 
 def test_logreg_is_the_unified_setup_on_the_linear_model():

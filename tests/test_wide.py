@@ -9,7 +9,7 @@ from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, ModelConfig, TaskSpec, merge
 from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
-from unitarget.errors import ConfigError
+from unitarget.errors import ConfigError, UnitargetError
 from unitarget.models import build_model
 from unitarget.pipeline import finetune, train
 from unitarget.serving.export import export_model
@@ -105,3 +105,11 @@ def test_finetune_gives_the_new_head_a_wide_term_and_freezing_keeps_the_old_ones
 def test_the_linear_encoder_cannot_also_be_wide():
     with pytest.raises(ConfigError, match="wide"):
         merge(Config(), {"model": {"encoder": "linear", "wide": True, "cross": {"layers": 0}}})
+
+
+def test_a_frozen_finetune_of_a_wide_model_refuses_weight_decay(wide_run, tiny_log, tmp_path):
+    _, trained = wide_run
+    task = TaskSpec(name="follow2", label="follow", sources=("ads",))
+    with pytest.raises(UnitargetError, match="weight decay"):
+        finetune(trained, tiny_log, tmp_path / "ft", task, freeze_encoder=True, overrides={"optim": {"weight_decay": 1e-4}})
+    assert not (tmp_path / "ft").exists()

@@ -32,10 +32,12 @@ class AttentionConfig(Strict):
     """DIN target attention over list columns of the candidate's ids (Zhou et al. 2018, models/attention.py).
 
     The listed bags share the candidate's vocabulary (``Config.shared_vocabularies``), so a history token and the
-    candidate read the same embedding row. Empty ``bags`` = off: the model is exactly the one without this section.
+    candidate read the same embedding row. On by default over the listening history and the follows (a bag the log
+    lacks is skipped); empty ``bags`` = off: the model is exactly the one without this section.
     """
 
-    bags: tuple[str, ...] = Field((), description="list columns of candidate ids to attend over; empty = off")
+    bags: tuple[str, ...] = Field(("user_history_shows", "user_followed_shows"),
+                                  description="list columns of candidate ids to attend over; empty = off (the paper's)")
     candidate: str = Field("show_id", description="the categorical feature each bag's tokens are compared with")
     hidden: tuple[int, ...] = Field((32,), description="the activation unit's MLP before its scalar weight")
     dot: bool = Field(True, description="also feed <attention-pooled history, candidate> per bag to the encoder")

@@ -47,6 +47,7 @@ LOGREG_L2 = 1e-6
 #: What the defaults add to the paper's configuration (chosen on validation across the worlds of
 #: benchmarks/robustness.py, docs/robustness.md): component -> (what it is, the override that takes it away).
 DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "attention": ("target attention over the history and follows", {"model": {"attention": {"bags": []}}}),
     "wide": ("Wide & Deep linear terms", {"model": {"wide": False}}),
     "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
     "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
@@ -92,7 +93,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     "logreg": (
         "Logistic regression, 5 tasks",
-        {"tasks": unified_tasks(_P, _AP), "model": {"encoder": "linear", "cross": {"layers": 0}, "wide": False,
+        {"tasks": unified_tasks(_P, _AP), "model": {"encoder": "linear", "cross": {"layers": 0}, "wide": False, "attention": {"bags": []},
                                                      "embedding_dropout": {g.value: 0.0 for g in Group}},
          "optim": {"weight_decay": LOGREG_L2}},
     ),

@@ -9,7 +9,7 @@ gradient. So the deep model keeps, at the least, what a first-order linear model
 The terms are the linear baseline's (``models.linear.LinearTerms``: one (R + K, T) table, column t task t's), over the
 one-hot ids and bag means; the hashed pairwise crosses of ``model.linear`` only with ``model.wide_crosses`` (the deep
 part learns interactions itself, and every cross is one more random read per row: with all 105 pairs of the contract's
-categoricals, scoring 200 candidates costs about 7x the deep model's time). Fine-tuning adds a head's column at
+categoricals, ONNX Runtime scores 200 candidates in about 2.7x the deep model's time, against 1.4x without them). Fine-tuning adds a head's column at
 zero (``with_task``); a frozen fine-tuning keeps the old columns by zeroing their gradient (``freeze_columns``).
 """
 
