@@ -1,5 +1,5 @@
 """DIN target attention: it learns "is the candidate in the history", padding changes nothing, training, inference and
-export give one answer, the ONNX graph and the service score it, and it is off by default and refused where it cannot
+export give one answer, the ONNX graph and the service score it, and it is on by default and refused where it cannot
 apply."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from torch import nn
 from pydantic import ValidationError
 
 from tests.serving_fixtures import FAST, LiveServer
@@ -58,7 +59,10 @@ def in_history_rows(n: int, seed: int) -> tuple[Features, torch.Tensor]:
 
 
 def small_config(**model) -> ModelConfig:
-    return ModelConfig(embedding_dim=8, hidden=(32,), tower_hidden=(8,), batch_norm=False, **model)
+    """A small deep model with nothing but what ``model`` turns on (the defaults' attention, wide terms and dropouts
+    off)."""
+    plain = {"attention": {"bags": []}, "wide": False, "dropout": 0.0, "embedding_dropout": {}}
+    return ModelConfig(embedding_dim=8, hidden=(32,), tower_hidden=(8,), batch_norm=False, **{**plain, **model})
 
 
 def fitted_ap(config: ModelConfig) -> float:
@@ -140,12 +144,14 @@ def test_the_lazy_optimizers_sparse_gradient_equals_the_dense_one():
     torch.testing.assert_close(grads[1].to_dense(), grads[0])
 
 
-def test_off_by_default_and_refused_where_it_cannot_apply():
-    assert ModelConfig().attention.bags == () and Config().shared_vocabularies() == {}
-    default = build_model(ModelConfig(), history_layout(), ["a"])
-    assert default.embedder.attention is None and not any("attention" in k for k in default.state_dict())
+def test_on_by_default_off_when_empty_and_refused_where_it_cannot_apply():
+    assert Config().shared_vocabularies() == {"user_history_shows": "show_id", "user_followed_shows": "show_id"}
+    assert build_model(ModelConfig(), history_layout(), ["a"]).embedder.attention is not None
+    off = build_model(small_config(), history_layout(), ["a"])
+    assert off.embedder.attention is None and not any("attention" in k for k in off.state_dict())
+    assert Config(model={"attention": {"bags": []}}).shared_vocabularies() == {}
     with pytest.raises(ValidationError, match="encoder linear has no embeddings"):
-        ModelConfig(encoder="linear", attention=ATTENTION)
+        ModelConfig(encoder="linear", attention=ATTENTION, wide=False, embedding_dropout={})
     with pytest.raises(ValidationError, match=r"not list \(bag\) features: \['show_genre'\]"):
         Config(model={"attention": {"bags": ["show_genre"]}})
     with pytest.raises(ValidationError, match="candidate 'user_history_shows' is not a categorical"):
@@ -208,3 +214,20 @@ def test_exported_onnx_graph_and_the_service_score_an_attention_model(tmp_path, 
     expected = load_model(tmp_path / "run").probabilities(
         request_table(request.user, request.context, request.candidates))
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_activation_unit_is_the_mlp_over_the_concatenation():
+    """The factored first layer computes DIN's MLP([h, c, h − c, h ⊙ c]) exactly, values and gradients."""
+    from unitarget.models.attention import ActivationUnit
+
+    torch.manual_seed(0)
+    for hidden in [(8,), (8, 4)]:
+        unit = ActivationUnit(6, hidden)
+        tokens, candidate = torch.randn(5, 7, 6, requires_grad=True), torch.randn(5, 6, requires_grad=True)
+        c = candidate.unsqueeze(1).expand_as(tokens)
+        concatenated = unit.out(nn.Sequential(*unit.mlp)(torch.cat([tokens, c, tokens - c, tokens * c], -1))).squeeze(-1)
+        factored = unit(tokens, candidate)
+        torch.testing.assert_close(factored, concatenated, atol=1e-5, rtol=1e-5)
+        inputs = (tokens, candidate, *unit.parameters())
+        for ours, theirs in zip(torch.autograd.grad(factored.sum(), inputs), torch.autograd.grad(concatenated.sum(), inputs)):
+            torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)

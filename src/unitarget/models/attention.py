@@ -61,9 +61,21 @@ class ActivationUnit(nn.Module):
         self.out = nn.Linear(hidden[-1] if hidden else 4 * dim, 1)
 
     def forward(self, tokens: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
-        """(B, L, dim), (B, dim) -> (B, L): the unnormalised weight of every token (padding is masked by the caller)."""
-        c = candidate.unsqueeze(1).expand_as(tokens)
-        return self.out(self.mlp(torch.cat([tokens, c, tokens - c, tokens * c], dim=-1))).squeeze(-1)
+        """(B, L, dim), (B, dim) -> (B, L): the unnormalised weight of every token (padding is masked by the caller).
+
+        The first layer is linear in [h, c, h − c, h ⊙ c], so with W = [W_h, W_c, W_d, W_p] it is
+        (W_h + W_d + W_p·diag(c)) h + (W_c − W_d) c + b: one (h₁, dim) matrix and one bias per row, then a batched
+        product over the row's tokens. The same function as the concatenation, a quarter of its multiply-adds per
+        token and no (B, L, 4·dim) input."""
+        if not self.mlp:  # no hidden layer: the output layer reads the concatenation itself
+            c = candidate.unsqueeze(1).expand_as(tokens)
+            return self.out(torch.cat([tokens, c, tokens - c, tokens * c], dim=-1)).squeeze(-1)
+        first = self.mlp[0]
+        w_h, w_c, w_d, w_p = first.weight.chunk(4, dim=1)  # each (h1, dim)
+        per_row = (w_h + w_d).unsqueeze(0) + w_p.unsqueeze(0) * candidate.unsqueeze(1)  # (B, h1, dim)
+        bias = candidate @ (w_c - w_d).t() + first.bias  # (B, h1)
+        hidden = torch.baddbmm(bias.unsqueeze(1), tokens, per_row.transpose(1, 2))  # (B, L, h1)
+        return self.out(self.mlp[1:](hidden)).squeeze(-1)
 
 
 class TargetAttention(nn.Module):
