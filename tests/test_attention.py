@@ -150,8 +150,6 @@ def test_on_by_default_off_when_empty_and_refused_where_it_cannot_apply():
     off = build_model(small_config(), history_layout(), ["a"])
     assert off.embedder.attention is None and not any("attention" in k for k in off.state_dict())
     assert Config(model={"attention": {"bags": []}}).shared_vocabularies() == {}
-    with pytest.raises(ValidationError, match="encoder linear has no embeddings"):
-        ModelConfig(encoder="linear", attention=ATTENTION, wide=False, embedding_dropout={})
     with pytest.raises(ValidationError, match=r"not list \(bag\) features: \['show_genre'\]"):
         Config(model={"attention": {"bags": ["show_genre"]}})
     with pytest.raises(ValidationError, match="candidate 'user_history_shows' is not a categorical"):

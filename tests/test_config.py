@@ -69,8 +69,8 @@ def test_unknown_preset_lists_the_choices():
 def test_paper_is_the_unified_setup_without_what_the_defaults_add():
     paper, unified = apply_preset(Config(), "paper"), apply_preset(Config(), "unified")
     assert paper.tasks == unified.tasks
-    assert unified.model.wide and unified.model.dropout > 0 and unified.train.validate_every is not None
-    assert not paper.model.wide and paper.model.dropout == 0 and paper.train.validate_every is None
+    assert unified.model.wide and unified.model.dropout > 0 and unified.train.validate_every == 0.25
+    assert not paper.model.wide and paper.model.dropout == 0 and paper.train.validate_every == 1.0  # epoch ends
     assert not any(paper.model.embedding_dropout.values())
     assert paper.model.encoder == unified.model.encoder and paper.optim == unified.optim
 

@@ -55,7 +55,8 @@ def _cross_world(rows: int, seed: int) -> tuple[FeatureLayout, Batch]:
 def test_crosses_learn_an_interaction_that_one_hot_features_cannot(one_thread):
     task = TaskSpec(name="y", label="stream", sources=("ads",))
     base = merge(Config(), {"sources": ["ads"], "tasks": [task.model_dump()], "model": {"encoder": "linear"},
-                            "sampling": {"balanced": False, "ratios": {"ads": 1.0}}, "train": {"batch_size": 256, "max_epochs": 3}, "optim": {"lr": 0.05, "warmup_steps": 0}})
+                            "sampling": {"balanced": False, "ratios": {"ads": 1.0}}, "train": {"batch_size": 256, "max_epochs": 3, "validate_every": 1.0},
+                            "optim": {"lr": 0.05, "warmup_steps": 0}})
     layout, batch = _cross_world(4_000, seed=0)
     _, test = _cross_world(2_000, seed=1)
     aps = {}

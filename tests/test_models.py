@@ -49,7 +49,8 @@ def test_towers_run_as_one_give_each_towers_own_logits_and_gradients():
     layout = tiny_layout()
     torch.manual_seed(0)
     for tower_hidden in [(4,), (6, 3)]:
-        model = build_model(ModelConfig(hidden=(16, 8), tower_hidden=tower_hidden), layout, ["a", "b", "c"])
+        config = ModelConfig(hidden=(16, 8), tower_hidden=tower_hidden, dropout=0.0, embedding_dropout={}, wide=False)
+        model = build_model(config, layout, ["a", "b", "c"])
         features = tiny_batch(layout, [0, 1] * 4).features
         z = model.encoder(model.cross(model.embedder(features.ids, features.dense)), None)
         one_by_one = torch.stack([tower(z) for tower in model.towers.values()], dim=1)

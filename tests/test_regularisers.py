@@ -146,7 +146,6 @@ def test_no_regulariser_keeps_the_state_dict_and_draws_nothing():
 
 @pytest.mark.parametrize(("overrides", "match"), [
     ({"loss": {"method": "pcgrad"}, "model": {"embedding_decay": {"user": 1e-4}}}, "pcgrad"),
-    ({"model": {"encoder": "linear", "embedding_dropout": {"user": 0.1}}}, "linear"),
     ({"model": {"embedding_dropout": {"user": 1.0}}}, "embedding_dropout"),
     ({"model": {"embedding_decay": {"users": 1e-4}}}, "embedding_decay"),
 ])

@@ -32,5 +32,5 @@ def test_full_mode_adds_the_ablations_and_reuses_the_table1_runs(tmp_path, fast_
     assert "## Ablations" in text and "learning_curve.png" in text
     reused = {m.split(":")[1].split()[0] for m in messages if "reuses the identical run" in m}
     assert reused == {"promo-baseline", "promo-stream-only", "ads-stream-only", "ads-anc", "unified", "natural-mix",
-                      "logreg"}
+                      "paper", "logreg"}
     assert not any(m.startswith("seed 0: training unified") for m in messages)

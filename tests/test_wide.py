@@ -102,9 +102,12 @@ def test_finetune_gives_the_new_head_a_wide_term_and_freezing_keeps_the_old_ones
     np.testing.assert_allclose(tuned.probabilities(rows)[:, :5], trained.probabilities(rows), atol=1e-6)
 
 
-def test_the_linear_encoder_cannot_also_be_wide():
-    with pytest.raises(ConfigError, match="wide"):
-        merge(Config(), {"model": {"encoder": "linear", "wide": True, "cross": {"layers": 0}}})
+def test_the_linear_encoder_ignores_the_wide_switch(tiny_log):
+    """``encoder = "linear"`` is the wide part alone: it builds the linear baseline whatever model.wide says."""
+    config = merge(Config(), {"model": {"encoder": "linear", "wide": True}})
+    from unitarget.models.linear import LinearTerms
+    model = build_model(config.model, tiny_layout(), ["a"])
+    assert isinstance(model.embedder, LinearTerms) and model.wide is None
 
 
 def test_a_frozen_finetune_of_a_wide_model_refuses_weight_decay(wide_run, tiny_log, tmp_path):

@@ -80,7 +80,7 @@ class LinearConfig(Strict):
 
 class ModelConfig(Strict):
     """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
-    ignores the other sizes), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
+    ignores the other sizes, the dropouts, the wide terms and the attention), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
     cross-layer, target-attention and linear sections."""
 
     encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
@@ -109,22 +109,16 @@ class ModelConfig(Strict):
 
     @model_validator(mode="after")
     def _embedding_regularisers_are_valid(self) -> "ModelConfig":
-        if self.encoder == "linear" and (any(self.embedding_decay.values()) or any(self.embedding_dropout.values())):
-            raise ValueError("encoder linear has no embeddings: model.embedding_decay and model.embedding_dropout "
-                             "apply to the deep encoders only (set each group's to 0)")
+        if self.encoder == "linear" and any(self.embedding_decay.values()):
+            raise ValueError("encoder linear has no embeddings: model.embedding_decay applies to the deep encoders "
+                             "only")
         return self
 
     @model_validator(mode="after")
     def _experts_exist(self) -> "ModelConfig":
         e = self.experts
-        if self.encoder == "linear" and self.wide:
-            raise ValueError("encoder linear is the wide part alone; model.wide adds it to a deep encoder (set "
-                             "model.wide = false)")
         if self.encoder == "linear" and self.cross.layers > 0:
             raise ValueError("encoder linear crosses features itself (model.linear); set model.cross.layers = 0")
-        if self.encoder == "linear" and self.attention.bags:
-            raise ValueError("encoder linear has no embeddings to attend over; set model.attention.bags = [] "
-                             "or choose a deep encoder")
         if any(f == g for f, g in self.linear.crosses or ()):
             raise ValueError("model.linear.crosses pairs a feature with itself")
         if self.encoder == "mmoe" and e.shared < 1:

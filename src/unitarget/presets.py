@@ -52,7 +52,7 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
     "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
                           {"model": {"embedding_dropout": {"user": 0.0, "content": 0.0, "creative": 0.0}}}),
-    "validation-in-epoch": ("validation 4 times an epoch", {"train": {"validate_every": None}}),
+    "validation-in-epoch": ("validation 4 times an epoch", {"train": {"validate_every": 1.0}}),
 }
 
 

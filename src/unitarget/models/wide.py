@@ -10,7 +10,8 @@ The terms are the linear baseline's (``models.linear.LinearTerms``: one (R + K, 
 one-hot ids and bag means; the hashed pairwise crosses of ``model.linear`` only with ``model.wide_crosses`` (the deep
 part learns interactions itself, and every cross is one more random read per row: with all 105 pairs of the contract's
 categoricals, ONNX Runtime scores 200 candidates in about 2.7x the deep model's time, against 1.4x without them). Fine-tuning adds a head's column at
-zero (``with_task``); a frozen fine-tuning keeps the old columns by zeroing their gradient (``freeze_columns``).
+zero (``load_base``); a frozen fine-tuning keeps the old columns by zeroing their gradient (``freeze_columns``).
+Under ``optim.embedding_updates = "lazy"`` the table's gradient is row-sparse, as the embedder's.
 """
 
 from __future__ import annotations
@@ -56,5 +57,12 @@ class WideTerms(LinearTerms):
         """Let only the columns of ``learning`` learn: the others' gradients are zeroed as they are computed (Adam then
         leaves them as they are: ``MultiTaskModel.freeze`` refuses weight decay, which would still move them)."""
         keep = torch.tensor([name in learning for name in self.tasks], dtype=torch.float32)
+
+        def only_learning(grad: torch.Tensor) -> torch.Tensor:
+            if grad.is_sparse:  # optim.embedding_updates = "lazy": the rows read, each with T columns
+                grad = grad.coalesce()
+                return torch.sparse_coo_tensor(grad.indices(), grad.values() * keep, grad.shape)
+            return grad * keep.to(grad.dtype)
+
         for parameter in (self.table.weight, self.dense):
-            parameter.register_hook(lambda grad: grad * keep.to(grad.dtype))
+            parameter.register_hook(only_learning)

@@ -59,5 +59,7 @@ def build_setup(
                              seed=config.train.seed)
     # Row-sparse table gradients for the lazy optimizer; the balancers that take per-task
     # gradients of the shared parameters (gradnorm, pcgrad) need dense ones (Config checks it).
-    model.embedder.sparse_grad = config.optim.embedding_updates == "lazy"
+    for table in (model.embedder, model.wide):
+        if table is not None:
+            table.sparse_grad = config.optim.embedding_updates == "lazy"
     return TrainingSetup(model, tasks, rows.batches(config), balancer)
