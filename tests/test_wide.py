@@ -9,7 +9,7 @@ from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, ModelConfig, TaskSpec, merge
 from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
-from unitarget.errors import ConfigError, UnitargetError
+from unitarget.errors import UnitargetError
 from unitarget.models import build_model
 from unitarget.pipeline import finetune, train
 from unitarget.serving.export import export_model
