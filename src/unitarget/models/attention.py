@@ -71,7 +71,8 @@ class ActivationUnit(nn.Module):
             c = candidate.unsqueeze(1).expand_as(tokens)
             return self.out(torch.cat([tokens, c, tokens - c, tokens * c], dim=-1)).squeeze(-1)
         first = self.mlp[0]
-        w_h, w_c, w_d, w_p = first.weight.chunk(4, dim=1)  # each (h1, dim)
+        dim = tokens.shape[-1]
+        w_h, w_c, w_d, w_p = (first.weight[:, k * dim:(k + 1) * dim] for k in range(4))  # each (h1, dim)
         per_row = (w_h + w_d).unsqueeze(0) + w_p.unsqueeze(0) * candidate.unsqueeze(1)  # (B, h1, dim)
         bias = candidate @ (w_c - w_d).t() + first.bias  # (B, h1)
         hidden = torch.baddbmm(bias.unsqueeze(1), tokens, per_row.transpose(1, 2))  # (B, L, h1)

@@ -169,7 +169,7 @@ def export_model(run: str | Path, out: str | Path, *, overwrite: bool = False,
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        onnx_bytes = _write_onnx(trained, staging / mf.ONNX_FILE)
+        onnx_bytes = write_onnx(trained, staging / mf.ONNX_FILE)
         for name in (CONFIG_FILE, ENCODER_FILE, WEIGHTS_FILE, TRAINING_FILE):
             if (run / name).is_file():
                 shutil.copyfile(run / name, staging / name)
@@ -184,7 +184,7 @@ def export_model(run: str | Path, out: str | Path, *, overwrite: bool = False,
     return ExportReport(out, tuple(trained.model.task_names), PARITY_ROWS, diff, time.perf_counter() - started)
 
 
-def _write_onnx(trained: TrainedModel, path: Path) -> bytes:
+def write_onnx(trained: TrainedModel, path: Path) -> bytes:
     """Trace ``ProbabilityModel`` with torch.export (the dynamo exporter), batch size dynamic."""
     wrapper = ProbabilityModel(trained.model).eval()
     ids, dense = (torch.from_numpy(a[:4]) for a in sample_inputs(trained.encoder, 4))
