@@ -80,8 +80,8 @@ class LinearConfig(Strict):
 
 class ModelConfig(Strict):
     """The network: the encoder (shared-bottom, MMoE, PLE, CAMoE, or ``linear``: the logistic-regression baseline that
-    ignores the other sizes, the dropouts, the wide terms and the attention), embedding width, shared MLP, task towers, dropout and batch norm, plus the experts,
-    cross-layer, target-attention and linear sections."""
+    ignores the other sizes, the dropouts, the wide terms and the attention), embedding width, shared MLP, task towers,
+    dropout and batch norm, plus the experts, cross-layer, target-attention and linear sections."""
 
     encoder: Literal["shared_bottom", "mmoe", "ple", "camoe", "linear"] = "shared_bottom"
     embedding_dim: int = Field(16, ge=1)
@@ -99,7 +99,8 @@ class ModelConfig(Strict):
                                           "reads for the group's features (a bag's tokens: their mean), averaged "
                                           "over the batch; rows no batch reads get no decay (models/regularisers.py)")
     embedding_dropout: dict[Group, Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
-        default_factory=lambda: {Group.USER: 0.3, Group.CONTENT: 0.3, Group.CREATIVE: 0.3}, description="feature group -> p: in training, each of the group's features reads as "
+        default_factory=lambda: {Group.USER: 0.3, Group.CONTENT: 0.3, Group.CREATIVE: 0.3},
+        description="feature group -> p: in training, each of the group's features reads as "
                                           "absent (its out-of-vocabulary row; an empty bag) with probability p, per "
                                           "row and feature; never at inference")
     experts: ExpertsConfig = ExpertsConfig()

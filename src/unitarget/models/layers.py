@@ -9,7 +9,7 @@ from torch import nn
 
 
 class MLP(nn.Sequential):
-    """Linear -> (BatchNorm) -> ReLU -> (Dropout) blocks; in eval mode each batch norm is folded into its linear layer.
+    """Linear -> (BatchNorm) -> ReLU -> (Dropout) blocks; in eval mode a batch norm is folded into its linear layer.
 
     Folding makes inference one matrix product per block instead of a product and then a normalisation pass over
     its output (about 5 % of a prediction's time at 8K rows): W' = W·γ/√(σ² + ε), b' = (b − μ)·γ/√(σ² + ε) + β,

@@ -1,9 +1,10 @@
 """The unified multi-task model: p_t(x) = σ(g_ψt(h_φ(c(x)))) — this module returns the logits.
 
-embedder (with optional DIN target attention over the history) -> optional cross layers c (DCN-v2) -> encoder h_φ (shared-bottom, MMoE, PLE, CAMoE) ->
-one tower g_ψt per task, plus, with ``model.wide``, each task's own linear term (Wide & Deep). ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one
-literal dict; a variant swaps one argument. ``encoder = "linear"`` composes the logistic-regression
-baseline from the same three roles (``models.linear``: weighted sums, one column per task, a bias).
+embedder (with optional DIN target attention over the history) -> optional cross layers c (DCN-v2) -> encoder h_φ
+(shared-bottom, MMoE, PLE, CAMoE) -> one tower g_ψt per task, plus, with ``model.wide``, each task's own linear term
+(Wide & Deep). ``build_model`` picks the encoder from ``ModelConfig.encoder`` through one literal dict; a variant
+swaps one argument. ``encoder = "linear"`` composes the logistic-regression baseline from the same three roles
+(``models.linear``: weighted sums, one column per task, a bias).
 """
 
 from __future__ import annotations

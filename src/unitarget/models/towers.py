@@ -58,9 +58,9 @@ def stacked_logits(towers: Sequence[Tower], z: torch.Tensor) -> torch.Tensor:
     """(B, T) logits of ``stackable`` towers on one shared input, the same sums as calling each tower.
 
     The towers run as one: their first layers as one (T·h)-wide matrix product, later layers as one batched
-    product, the logits as one weighted sum (one product with a block-diagonal matrix after a single layer). Five 64-unit towers cost one kernel per layer instead of five, in the
-    forward and the backward; the parameters stay each tower's own (the weights are concatenated per call), so
-    checkpoints, fine-tuning and freezing are unchanged.
+    product, the logits as one weighted sum (one product with a block-diagonal matrix after a single layer). Five
+    64-unit towers cost one kernel per layer instead of five, in the forward and the backward; the parameters stay
+    each tower's own (the weights are concatenated per call), so checkpoints, fine-tuning and freezing are unchanged.
     """
     n, (_, widths, dropout) = len(towers), towers[0].shape
     layers = [[m for m in tower.body if isinstance(m, nn.Linear)] for tower in towers]

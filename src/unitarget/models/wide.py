@@ -9,8 +9,9 @@ gradient. So the deep model keeps, at the least, what a first-order linear model
 The terms are the linear baseline's (``models.linear.LinearTerms``: one (R + K, T) table, column t task t's), over the
 one-hot ids and bag means; the hashed pairwise crosses of ``model.linear`` only with ``model.wide_crosses`` (the deep
 part learns interactions itself, and every cross is one more random read per row: with all 105 pairs of the contract's
-categoricals, ONNX Runtime scores 200 candidates in about 2.7x the deep model's time, against 1.4x without them). Fine-tuning adds a head's column at
-zero (``load_base``); a frozen fine-tuning keeps the old columns by zeroing their gradient (``freeze_columns``).
+categoricals, ONNX Runtime scores 200 candidates in about 2.7x the deep model's time, against 1.4x without them).
+Fine-tuning adds a head's column at zero (``load_base``); a frozen fine-tuning keeps the old columns by zeroing their
+gradient (``freeze_columns``).
 Under ``optim.embedding_updates = "lazy"`` the table's gradient is row-sparse, as the embedder's.
 """
 
@@ -54,8 +55,8 @@ class WideTerms(LinearTerms):
             self.dense[:, t] = self.dense[:, s]
 
     def freeze_columns(self, learning: Sequence[str]) -> None:
-        """Let only the columns of ``learning`` learn: the others' gradients are zeroed as they are computed (Adam then
-        leaves them as they are: ``MultiTaskModel.freeze`` refuses weight decay, which would still move them)."""
+        """Let only the columns of ``learning`` learn: the others' gradients are zeroed as they are computed, so Adam
+        leaves them as they are (``pipeline.finetune`` refuses weight decay with it, which would still move them)."""
         keep = torch.tensor([name in learning for name in self.tasks], dtype=torch.float32)
 
         def only_learning(grad: torch.Tensor) -> torch.Tensor:
