@@ -30,6 +30,7 @@ from plain_reference import PlainModel, reference_epoch, reference_predict
 
 from unitarget.config import Config, merge
 from unitarget.data.features import FeatureEncoder
+from unitarget.models import kernels
 from unitarget.presets import apply_preset
 from unitarget.scoring import predict_probabilities
 from unitarget.synth import World, WorldParams, generate_log
@@ -50,7 +51,10 @@ def main() -> None:
     parser.add_argument("--preset", default="paper", help="the setup timed; the default, paper, is the network the "
                         "plain reference implements (no wide terms, no dropout); unified = the library's defaults")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --reference (medians)")
+    parser.add_argument("--no-onednn", action="store_true", help="the project's products on PyTorch's BLAS kernel "
+                        "instead of oneDNN (models.kernels), to see what the kernel choice is worth on this CPU")
     args = parser.parse_args()
+    kernels.set_onednn(not args.no_onednn)
     torch.set_num_threads(args.threads)
 
     config = merge(apply_preset(Config(), args.preset), {"train": {"bf16": args.bf16, "max_epochs": args.epochs,
@@ -85,6 +89,7 @@ def main() -> None:
         "threads": args.threads,
         "bf16": args.bf16,
         "embedding_updates": args.embedding_updates,
+        "onednn": not args.no_onednn,
         "repeats": len(speeds["train"]),
         "categorical_features": encoder.layout_.n_categorical,
         "bags": len(encoder.layout_.bags),

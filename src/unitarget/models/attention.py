@@ -48,6 +48,7 @@ from unitarget.data.encoders import PADDING_ROW
 from unitarget.data.features import FeatureLayout
 from unitarget.errors import UnitargetError
 from unitarget.model_config import AttentionConfig
+from unitarget.models import kernels
 from unitarget.models.layers import mlp
 
 
@@ -58,7 +59,7 @@ class ActivationUnit(nn.Module):
     def __init__(self, dim: int, hidden: Sequence[int]) -> None:
         super().__init__()
         self.mlp = mlp(4 * dim, hidden, batch_norm=False, dropout=0.0)  # per token: no batch statistics
-        self.out = nn.Linear(hidden[-1] if hidden else 4 * dim, 1)
+        self.out = kernels.Linear(hidden[-1] if hidden else 4 * dim, 1)
 
     def forward(self, tokens: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
         """(B, L, dim), (B, dim) -> (B, L): the unnormalised weight of every token (padding is masked by the caller).

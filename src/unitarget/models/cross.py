@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from unitarget.models import kernels
+
 
 class CrossLayer(nn.Module):
     """x_{l+1} = x_0 ⊙ (W x_l + b) + x_l, with x_0, x_l, x_{l+1} of shape (B, F).
@@ -23,10 +25,10 @@ class CrossLayer(nn.Module):
     def __init__(self, dim: int, rank: int | None = None) -> None:
         super().__init__()
         if rank is None:
-            self.project = nn.Linear(dim, dim)  # W x + b
+            self.project = kernels.Linear(dim, dim)  # W x + b
         else:
             # U (Vᵀ x) + b
-            self.project = nn.Sequential(nn.Linear(dim, rank, bias=False), nn.Linear(rank, dim))
+            self.project = nn.Sequential(kernels.Linear(dim, rank, bias=False), kernels.Linear(rank, dim))
         self.rank = rank
 
     def forward(self, x0: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from unitarget.models import kernels
+
 SHARED = "__shared__"  # key of the shared representation and the shared expert bank
 
 
@@ -40,7 +42,7 @@ class ExpertBank(nn.Module):
                  dropout: float) -> None:
         super().__init__()
         self.n, self.widths = n, tuple(hidden)
-        self.first = nn.Linear(input_dim, n * hidden[0])
+        self.first = kernels.Linear(input_dim, n * hidden[0])
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for w_in, w_out in zip(hidden, hidden[1:]):
@@ -97,10 +99,10 @@ class ExtractionLevel(nn.Module):
             if shared + (specific if owner is not None else 0) == 0:
                 raise ValueError(f"{reader!r} has no expert to read: give it a group or shared experts")
         self.gates = nn.ModuleDict(
-            {r: nn.Linear(input_dim, self._pool_size(o, counts)) for r, o in self.readers.items()}
+            {r: kernels.Linear(input_dim, self._pool_size(o, counts)) for r, o in self.readers.items()}
         )
         if shared_gate:
-            self.gates[SHARED] = nn.Linear(input_dim, sum(counts.values()))
+            self.gates[SHARED] = kernels.Linear(input_dim, sum(counts.values()))
         # (registered after the gates, the shared bank last: the order fixes the initialisation)
         self.banks = nn.ModuleDict({
             o: ExpertBank(input_dim, n, hidden, batch_norm=batch_norm, dropout=dropout)

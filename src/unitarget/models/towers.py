@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from unitarget.models import kernels
 from unitarget.models.layers import mlp
 
 
@@ -17,7 +18,7 @@ class Tower(nn.Module):
     def __init__(self, input_dim: int, hidden: Sequence[int], dropout: float = 0.0) -> None:
         super().__init__()
         self.body = mlp(input_dim, hidden, batch_norm=False, dropout=dropout)
-        self.logit = nn.Linear(hidden[-1] if hidden else input_dim, 1)
+        self.logit = kernels.Linear(hidden[-1] if hidden else input_dim, 1)
         self.shape = (input_dim, tuple(hidden), dropout)  # towers of one shape can run as one (stacked_logits)
 
     def start_at_rate(self, rate: float) -> None:
@@ -65,11 +66,11 @@ def stacked_logits(towers: Sequence[Tower], z: torch.Tensor) -> torch.Tensor:
     n, (_, widths, dropout) = len(towers), towers[0].shape
     layers = [[m for m in tower.body if isinstance(m, nn.Linear)] for tower in towers]
     first = [tower_layers[0] for tower_layers in layers]
-    h = torch.relu_(torch.addmm(torch.cat([m.bias for m in first]), z, torch.cat([m.weight for m in first]).t()))
+    h = torch.relu_(kernels.linear(z, torch.cat([m.weight for m in first]), torch.cat([m.bias for m in first])))
     h = nn.functional.dropout(h, dropout, towers[0].training)  # (B, T·h)
-    if len(widths) == 1:  # the logits as one product with the block-diagonal (T·h, T) matrix of the logit weights
-        weight = torch.block_diag(*(tower.logit.weight.t() for tower in towers))
-        return torch.addmm(torch.cat([tower.logit.bias for tower in towers]), h, weight)  # (B, T)
+    if len(widths) == 1:  # the logits as one product with the block-diagonal (T, T·h) matrix of the logit weights
+        weight = torch.block_diag(*(tower.logit.weight for tower in towers))
+        return kernels.linear(h, weight, torch.cat([tower.logit.bias for tower in towers]))  # (B, T)
     h = h.view(-1, n, widths[0]).transpose(0, 1)  # (T, B, h)
     for depth in range(1, len(widths)):
         weight = torch.stack([tower_layers[depth].weight for tower_layers in layers])  # (T, out, in)
