@@ -123,7 +123,8 @@ class TrainConfig(Strict):
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
-    patience: int = Field(2, ge=1, description="validations without improvement before stopping (epochs by default)")
+    patience: int = Field(4, ge=1, description="validations without improvement before stopping: with validate_every "
+                          "0.25, one epoch's worth")
     validate_every: StrictInt | StrictFloat | None = Field(0.25, description=(
         "also validate inside an epoch: every N optimiser steps from its start (an integer >= 1; 1 = every step) or at "
         "each multiple of a fraction of its steps (a float in (0, 1]: 0.25 = 4 times); None or 1.0 = at epoch ends only"))

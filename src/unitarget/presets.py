@@ -52,7 +52,8 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
     "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
                           {"model": {"embedding_dropout": {"user": 0.0, "content": 0.0, "creative": 0.0}}}),
-    "validation-in-epoch": ("validation 4 times an epoch", {"train": {"validate_every": 1.0}}),
+    "validation-in-epoch": ("validation 4 times an epoch, patience one epoch of them",
+                            {"train": {"validate_every": 1.0, "patience": 2}}),
 }
 
 
