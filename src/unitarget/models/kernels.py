@@ -68,24 +68,19 @@ class _OneDnnLinear(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """(…, K) · (N, K)ᵀ + (N,) -> (…, N), the function of ``nn.functional.linear`` on the fastest applicable kernel."""
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *, relu: bool = False) -> torch.Tensor:
+    """(…, K) · (N, K)ᵀ + (N,) -> (…, N), the function of ``nn.functional.linear`` (then a ReLU with ``relu``) on the
+    fastest applicable kernel; without gradients to keep, oneDNN fuses the ReLU into the product (inference)."""
     if not onednn_applies(x, weight):
-        return nn.functional.linear(x, weight, bias)
+        out = nn.functional.linear(x, weight, bias)
+        return torch.relu_(out) if relu else out
     flat = x.reshape(-1, x.shape[-1])
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         out = _OneDnnLinear.apply(flat, weight, bias)
+        out = torch.relu_(out) if relu else out
     else:
-        out = _product(flat, weight, bias)
+        out = _product(flat, weight, bias, "relu" if relu else "none")
     return out.view(*x.shape[:-1], weight.shape[0])
-
-
-def linear_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """relu(x·Wᵀ + b) without gradients, the activation fused into the product where oneDNN applies (inference)."""
-    if torch.is_grad_enabled() or not onednn_applies(x, weight):
-        return torch.relu_(linear(x, weight, bias))
-    flat = x.reshape(-1, x.shape[-1])
-    return _product(flat, weight, bias, "relu").view(*x.shape[:-1], weight.shape[0])
 
 
 class Linear(nn.Linear):

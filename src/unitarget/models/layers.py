@@ -16,7 +16,7 @@ class MLP(nn.Sequential):
     Folding makes inference one matrix product per block instead of a product and then a normalisation pass over
     its output (about 5 % of a prediction's time at 8K rows): W' = W·γ/√(σ² + ε), b' = (b − μ)·γ/√(σ² + ε) + β,
     the same function up to float rounding, computed per call so it can never go stale; a ReLU after it is fused
-    into the product (``kernels.linear_relu``). Training runs the layers as they are (batch statistics); the
+    into the product (``kernels.linear(..., relu=True)``). Training runs the layers as they are (batch statistics); the
     state_dict is a plain Sequential's.
     """
 
@@ -35,10 +35,8 @@ class MLP(nn.Sequential):
                 norm, i = layers[i], i + 1
                 scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
                 weight, bias = weight * scale.unsqueeze(1), (bias - norm.running_mean) * scale + norm.bias
-            if i < len(layers) and isinstance(layers[i], nn.ReLU):
-                x, i = kernels.linear_relu(x, weight, bias), i + 1
-            else:
-                x = kernels.linear(x, weight, bias)
+            relu = i < len(layers) and isinstance(layers[i], nn.ReLU)
+            x, i = kernels.linear(x, weight, bias, relu=relu), i + relu
         return x
 
 

@@ -66,7 +66,7 @@ def stacked_logits(towers: Sequence[Tower], z: torch.Tensor) -> torch.Tensor:
     n, (_, widths, dropout) = len(towers), towers[0].shape
     layers = [[m for m in tower.body if isinstance(m, nn.Linear)] for tower in towers]
     first = [tower_layers[0] for tower_layers in layers]
-    h = torch.relu_(kernels.linear(z, torch.cat([m.weight for m in first]), torch.cat([m.bias for m in first])))
+    h = kernels.linear(z, torch.cat([m.weight for m in first]), torch.cat([m.bias for m in first]), relu=True)
     h = nn.functional.dropout(h, dropout, towers[0].training)  # (B, T·h)
     if len(widths) == 1:  # the logits as one product with the block-diagonal (T, T·h) matrix of the logit weights
         weight = torch.block_diag(*(tower.logit.weight for tower in towers))
