@@ -83,7 +83,7 @@ class SamplingConfig(Strict):
         description="share of each source in a batch; renormalised over the sources trained on",
     )
     mode: Literal["resample", "reweight"] = Field(
-        "resample", description="resample = every batch holds each source's share of rows (a small source's rows "
+        "reweight", description="resample = every batch holds each source's share of rows (a small source's rows "
                                 "repeat in an epoch); reweight = one shuffled pass over the natural mix, each row's "
                                 "loss weighted by its source's ratio / natural share (mean 1). Needs balanced")
 
@@ -103,7 +103,7 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     embedding_updates: Literal["dense", "lazy"] = Field(
         "dense", description="lazy: Adam steps only the embedding rows a batch touched (training/lazy_adam.py)")
-    warmup_steps: int = Field(200, ge=0, description="linear warm-up steps, at most a third of the run's steps")
+    warmup_steps: int = Field(50, ge=0, description="linear warm-up steps, at most a third of the run's steps")
     decay: Literal["cosine", "none"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
 

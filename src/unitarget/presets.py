@@ -54,6 +54,9 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
                           {"model": {"embedding_dropout": {"user": 0.0, "content": 0.0, "creative": 0.0}}}),
     "validation-in-epoch": ("validation 4 times an epoch, patience one epoch of them",
                             {"train": {"validate_every": 1.0, "patience": 2}}),
+    "source-reweighting": ("sources balanced by loss weights over one natural pass (not by repeating rows)",
+                           {"sampling": {"mode": "resample"}}),
+    "short-warmup": ("a 50-step learning-rate warm-up (the paper's configuration: 200)", {"optim": {"warmup_steps": 200}}),
 }
 
 
