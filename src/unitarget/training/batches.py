@@ -86,12 +86,13 @@ class InMemoryRows:
         """Source-balanced batches (``sampling.ratios``) when ``sampling.balanced`` and the rows hold at least two
         sources; the natural mix otherwise (one source has nothing to balance). ``sampling.mode = "reweight"``
         balances a natural pass (each row once an epoch) by loss weights instead of resampling."""
-        if config.sampling.mode == "reweight":
+        sampler = make_sampler(config, self.rows.targets)
+        if config.sampling.mode == "reweight" and isinstance(sampler, SourceBalancedSampler):
             source = self.rows.targets.source
             natural = NaturalSampler(len(source), config.train.batch_size, config.train.seed)
             rows = dict(enumerate(torch.bincount(source, minlength=len(config.sources)).tolist()))
             return WeightedBatches(SampledBatches(self.rows, natural), source_weights(config, rows))
-        return SampledBatches(self.rows, make_sampler(config, self.rows.targets))
+        return SampledBatches(self.rows, sampler)
 
 
 def make_sampler(config: Config, targets: Targets) -> NaturalSampler | SourceBalancedSampler:
