@@ -72,7 +72,10 @@ def test_paper_is_the_unified_setup_without_what_the_defaults_add():
     assert unified.model.wide and unified.model.dropout > 0 and unified.train.validate_every == 0.25
     assert not paper.model.wide and paper.model.dropout == 0 and paper.train.validate_every == 1.0  # epoch ends
     assert not any(paper.model.embedding_dropout.values())
-    assert paper.model.encoder == unified.model.encoder and paper.optim == unified.optim
+    assert unified.sampling.mode == "reweight" and paper.sampling.mode == "resample"  # the paper repeats rows
+    assert (unified.optim.warmup_steps, paper.optim.warmup_steps) == (50, 200)
+    assert paper.model.encoder == unified.model.encoder
+    assert paper.optim.model_copy(update={"warmup_steps": 50}) == unified.optim
 
 
 def test_logreg_is_the_unified_setup_on_the_linear_model():

@@ -5,7 +5,6 @@ import torch
 
 from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import DEFAULT_TASKS, Config, merge
-from unitarget.errors import ConfigError
 from unitarget.training.batches import InMemoryRows, source_weights
 from unitarget.training.sampling import NaturalSampler, SourceBalancedSampler, apportion
 from unitarget.training.tasks import TaskSet, labels_of
@@ -130,6 +129,9 @@ def test_a_source_without_a_ratio_weighs_nothing_and_no_positive_ratio_is_an_err
         source_weights(config, {1: 100})
 
 
-def test_reweight_needs_balanced_batches():
-    with pytest.raises(ConfigError, match="sampling.balanced"):
-        merge(Config(), {"sampling": {"mode": "reweight", "balanced": False}})
+def test_reweight_without_balancing_is_the_plain_natural_mix():
+    config = merge(Config(), {"sampling": {"mode": "reweight", "balanced": False}, "train": {"batch_size": 64}})
+    rows = tiny_batch(tiny_layout(), [0] * 300 + [1] * 100, n_labels=len(labels_of(DEFAULT_TASKS)), seed=2)
+    stream = InMemoryRows(rows).batches(config)
+    assert isinstance(stream.sampler, NaturalSampler)  # no source weights: every row's loss counts once
+    assert all(b.targets.weight is None for b in stream.epoch(0))

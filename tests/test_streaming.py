@@ -139,7 +139,8 @@ def test_an_epoch_is_a_function_of_seed_and_epoch_and_can_start_at_any_batch(tin
 
 
 def test_balanced_batches_cycle_the_small_source(tiny_log_path, tmp_path, stream_config):
-    config = merge(stream_config, {"sampling": {"balanced": True, "ratios": {"promotions": 0.5, "ads": 0.5}}})
+    config = merge(stream_config, {"sampling": {"balanced": True, "mode": "resample",
+                                                "ratios": {"promotions": 0.5, "ads": 0.5}}})
     rows = CachedRows(prepare_cache(tiny_log_path, config, tmp_path / "cache"), config.sources)
     stream = rows.batches(config)
     counts = stream.plan.counts

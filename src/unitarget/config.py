@@ -85,7 +85,8 @@ class SamplingConfig(Strict):
     mode: Literal["resample", "reweight"] = Field(
         "reweight", description="resample = every batch holds each source's share of rows (a small source's rows "
                                 "repeat in an epoch); reweight = one shuffled pass over the natural mix, each row's "
-                                "loss weighted by its source's ratio / natural share (mean 1). Needs balanced")
+                                "loss weighted by its source's ratio / natural share (mean 1). Without balanced (or with one source) "
+                                "neither applies: the natural mix, unweighted")
 
 
 class LossConfig(Strict):
@@ -215,9 +216,6 @@ class Config(Strict):
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
         if self.evaluation.selection_task not in (None, *names):
             raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
-        if self.sampling.mode == "reweight" and not self.sampling.balanced:
-            raise ValueError("sampling.mode = 'reweight' weights the natural mix toward the ratios: it needs "
-                             "sampling.balanced = true")
         if self.loss.method == "pcgrad" and any(self.model.embedding_decay.values()):
             raise ValueError("model.embedding_decay's gradient is added in the lookup's backward, which pcgrad runs "
                              "once per task; use another loss.method with it")
