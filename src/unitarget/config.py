@@ -85,8 +85,8 @@ class SamplingConfig(Strict):
     mode: Literal["resample", "reweight"] = Field(
         "reweight", description="resample = every batch holds each source's share of rows (a small source's rows "
                                 "repeat in an epoch); reweight = one shuffled pass over the natural mix, each row's "
-                                "loss weighted by its source's ratio / natural share (mean 1). Without balanced (or with one source) "
-                                "neither applies: the natural mix, unweighted")
+                                "loss weighted by its source's ratio / natural share (mean 1). Without "
+                                "balanced, or with one source, neither applies: the natural mix, unweighted")
 
 
 class LossConfig(Strict):

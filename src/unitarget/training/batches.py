@@ -86,20 +86,25 @@ class InMemoryRows:
         """Source-balanced batches (``sampling.ratios``) when ``sampling.balanced`` and the rows hold at least two
         sources; the natural mix otherwise (one source has nothing to balance). ``sampling.mode = "reweight"``
         balances a natural pass (each row once an epoch) by loss weights instead of resampling."""
-        sampler = make_sampler(config, self.rows.targets)
-        if config.sampling.mode == "reweight" and isinstance(sampler, SourceBalancedSampler):
-            source = self.rows.targets.source
+        source = self.rows.targets.source
+        if config.sampling.mode == "reweight" and balances(config, set(torch.unique(source).tolist())):
             natural = NaturalSampler(len(source), config.train.batch_size, config.train.seed)
             rows = dict(enumerate(torch.bincount(source, minlength=len(config.sources)).tolist()))
             return WeightedBatches(SampledBatches(self.rows, natural), source_weights(config, rows))
-        return SampledBatches(self.rows, sampler)
+        return SampledBatches(self.rows, make_sampler(config, self.rows.targets))
+
+
+def balances(config: Config, present: set[int]) -> bool:
+    """Whether ``config``'s source balancing applies to rows of the ``present`` sources: ``sampling.balanced``
+    and at least two of them (one source has nothing to balance). Otherwise either mode is the natural mix,
+    unweighted."""
+    return config.sampling.balanced and len(present) >= 2
 
 
 def make_sampler(config: Config, targets: Targets) -> NaturalSampler | SourceBalancedSampler:
     """The sampler ``config`` asks for over rows with these targets (see ``InMemoryRows.batches``)."""
     size, seed = config.train.batch_size, config.train.seed
-    present = set(torch.unique(targets.source).tolist())
-    if not config.sampling.balanced or len(present) < 2:
+    if not balances(config, set(torch.unique(targets.source).tolist())):
         return NaturalSampler(len(targets), size, seed)
     return SourceBalancedSampler(targets.source, size, source_shares(config), seed)
 

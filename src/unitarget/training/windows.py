@@ -28,7 +28,7 @@ import torch
 
 from unitarget.data.batch import Batch
 from unitarget.data.cache import EncodedCache, Shard, to_batch
-from unitarget.training.batches import WeightedBatches, source_shares, source_weights
+from unitarget.training.batches import WeightedBatches, balances, source_shares, source_weights
 from unitarget.training.sampling import apportion, batches_per_epoch
 from unitarget.training.tasks import TaskSet
 
@@ -191,12 +191,11 @@ class CachedRows:
         size, batches = config.train.batch_size, batches_per_epoch(sum(rows.values()), config.train.batch_size)
         windows = {"block_rows": config.stream.block_rows, "window_blocks": config.stream.shuffle_blocks,
                    "seed": config.train.seed}
-        shares = {s: w for s, w in source_shares(config).items() if w > 0 and s in rows}
-        balanced = config.sampling.balanced and len(shares) >= 2
-        if balanced and config.sampling.mode == "reweight":
+        if config.sampling.mode == "reweight" and balances(config, {s for s, n in rows.items() if n > 0}):
             natural = NaturalCounts(rows, min(size, sum(rows.values())), batches, config.train.seed)
             return WeightedBatches(WindowedBatches(self.shards, natural, **windows), source_weights(config, rows))
-        if not balanced:
+        shares = {s: w for s, w in source_shares(config).items() if w > 0 and s in rows}
+        if not config.sampling.balanced or len(shares) < 2:
             shares = {s: n / sum(rows.values()) for s, n in rows.items()}
         total = sum(shares.values())
         counts = apportion(size, {s: w / total for s, w in shares.items()})
