@@ -42,3 +42,10 @@ def test_model_selection_without_a_stream_head_scores_every_head_on_its_rows():
     unified = selection_targets(Config())
     assert [(t.name, t.source) for t in unified] == [("ap_ads_ad_stream", "ads"),
                                                      ("ap_promotions_promo_stream", "promotions")]
+
+
+def test_model_selection_on_every_head_when_asked_unless_a_selection_task_is_named():
+    every = merge(Config(), {"evaluation": {"selection_heads": "all"}})
+    assert [t.task for t in selection_targets(every)] == [t.name for t in every.tasks]
+    fine_tuning = merge(every, {"evaluation": {"selection_task": "click"}})
+    assert {t.task for t in selection_targets(fine_tuning)} == {"click"}

@@ -5,6 +5,7 @@ against one computed by hand, and the default configuration training exactly as 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -211,3 +212,14 @@ def test_the_default_trains_as_validate_every_none_and_mid_epoch_validation_chan
 def test_bad_settings_are_refused_naming_them(train):
     with pytest.raises(ConfigError, match=f"train.{next(iter(train))}"):
         merge(Config(), {"train": train})
+
+
+def test_selection_on_every_head_by_geometric_mean_scores_each_validation_so(tiny_log, tmp_path, fast_config,
+                                                                            one_thread):
+    config = merge(fast_config, {"evaluation": {"selection_heads": "all", "selection_mean": "geometric"}})
+    run = train(tiny_log, tmp_path / "run", config)
+    for row in run.record.history:
+        aps = [value for key, value in row.items() if key.startswith("valid_ap_")]
+        assert len(aps) == len(config.tasks)
+        assert row["valid_score"] == pytest.approx(math.exp(sum(map(math.log, aps)) / len(aps)))
+        assert row["valid_score"] < sum(aps) / len(aps)  # unequal APs: the geometric mean is below the mean

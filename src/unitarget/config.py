@@ -185,6 +185,14 @@ class EvaluationConfig(Strict):
     selection_task: str | None = Field(
         None, description="select the best epoch on this task's validation AP instead of the stream tasks'"
     )
+    selection_heads: Literal["streams", "all"] = Field(
+        "streams", description="what model selection scores on validation: the stream head of each training "
+                               "source (the paper's metric) or every head on its own rows (ignored with "
+                               "selection_task)")
+    selection_mean: Literal["arithmetic", "geometric"] = Field(
+        "arithmetic", description="how the selection targets' APs are combined: their mean, or their geometric "
+                                  "mean, under which a head's relative change counts the same whatever its AP's "
+                                  "scale (a 10 % gain on a 0.01-AP head as much as on a 0.1-AP one)")
 
 
 class Config(Strict):

@@ -314,14 +314,19 @@ def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:
 
 
 def _validation_score(model: MultiTaskModel, valid: ValidationRows, config: Config) -> tuple[float, dict[str, float]]:
-    """Mean validation AP of ``heads.selection_targets`` (each training source's stream head on
-    that source's rows: the paper's model-selection metric; or ``evaluation.selection_task``).
-    It never sees the test split; a target without rows or positives is left out of the mean."""
+    """Mean (``evaluation.selection_mean``) validation AP of ``heads.selection_targets`` (each
+    training source's stream head on that source's rows: the paper's model-selection metric; or
+    every head; or ``evaluation.selection_task``). It never sees the test split; a target without
+    rows or positives is left out of the mean."""
     result = evaluate_batch(_probabilities(model, valid, config), model.task_names, valid.targets,
                             sources=config.sources, labels=labels_of(config.tasks), scored=selection_targets(config))
     details = {row.target: row.ap for row in result.rows if row.n > 0}
-    finite = [v for v in details.values() if np.isfinite(v)]
-    return (float(np.mean(finite)) if finite else float("-inf")), details
+    finite = np.array([v for v in details.values() if np.isfinite(v)])
+    if not finite.size:
+        return float("-inf"), details
+    if config.evaluation.selection_mean == "geometric":
+        return float(np.exp(np.mean(np.log(np.maximum(finite, 1e-12))))), details
+    return float(np.mean(finite)), details
 
 
 def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path, *,

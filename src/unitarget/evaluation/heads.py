@@ -92,8 +92,12 @@ def selection_targets(config: Config) -> tuple[EvalTarget, ...]:
     """What model selection averages on validation (never the test days): for each source the
     model trains on, the stream head serving it (the paper's metric) on that source's rows of its
     formats; or ``evaluation.selection_task`` on each of its training sources (fine-tuning); or,
-    for a model without a stream head, every head on its own rows."""
+    with ``evaluation.selection_heads = "all"`` or for a model without a stream head, every head on
+    its own rows."""
     chosen = config.evaluation.selection_task
+    every_head = tuple(EvalTarget(f"ap_{t.name}", t.task, t.label, t.source, t.formats) for t in head_targets(config))
+    if chosen is None and config.evaluation.selection_heads == "all":
+        return every_head
     if chosen is not None:
         spec = next(t for t in config.tasks if t.name == chosen)
         pairs = [(s, spec) for s in spec.sources if s in config.training_sources]
@@ -102,7 +106,7 @@ def selection_targets(config: Config) -> tuple[EvalTarget, ...]:
         heads = [(s, serving_head(config, contract.REQUIRED_LABEL, source=s)) for s in config.training_sources]
         pairs = [(s, specs[h]) for s, h in heads if h is not None]
         if not pairs:  # no stream head (a click-only model, say): every head on its own rows
-            return tuple(EvalTarget(f"ap_{t.name}", t.task, t.label, t.source, t.formats) for t in head_targets(config))
+            return every_head
     return tuple(EvalTarget(f"ap_{s}_{t.name}", t.name, t.label, s, t.formats) for s, t in pairs)
 
 
