@@ -38,3 +38,11 @@ def test_quick_family_writes_the_table_and_resumes(tmp_path, capsys, one_thread)
     capsys.readouterr()
     assert robustness.main(args) == text  # every cell read back, nothing trained again
     assert "all 2 cells already done" in capsys.readouterr().out
+
+
+def test_the_shipped_world_is_the_one_reproduce_draws_and_stays_out_of_the_family():
+    from unitarget.synth import WorldParams
+
+    robustness = _script()
+    assert robustness.SHIPPED.params(quick=False).to_dict() == WorldParams().to_dict()
+    assert robustness.SHIPPED.name not in {w.name for w in robustness.WORLDS}
