@@ -25,7 +25,7 @@ from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import UnitargetError
 from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
 from unitarget.evaluation.batches import evaluate_batch
-from unitarget.evaluation.heads import channel_targets, head_targets, selection_targets
+from unitarget.evaluation.heads import channel_targets, head_targets, selection_score, selection_targets
 from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output
@@ -321,12 +321,7 @@ def _validation_score(model: MultiTaskModel, valid: ValidationRows, config: Conf
     result = evaluate_batch(_probabilities(model, valid, config), model.task_names, valid.targets,
                             sources=config.sources, labels=labels_of(config.tasks), scored=selection_targets(config))
     details = {row.target: row.ap for row in result.rows if row.n > 0}
-    finite = np.array([v for v in details.values() if np.isfinite(v)])
-    if not finite.size:
-        return float("-inf"), details
-    if config.evaluation.selection_mean == "geometric":
-        return float(np.exp(np.mean(np.log(np.maximum(finite, 1e-12))))), details
-    return float(np.mean(finite)), details
+    return selection_score(details.values(), config.evaluation.selection_mean), details
 
 
 def write_predictions(model: TrainedModel, data: str | Path | pa.Table, out: str | Path, *,

@@ -20,7 +20,9 @@ scored on the same rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
 
 from unitarget import contract
 from unitarget.config import Config, TaskSpec
@@ -127,3 +129,15 @@ def objective_weights(config: Config, objective: Mapping[str, float], source: st
             raise KeyError(label)
         weights[head] = weights.get(head, 0.0) + weight
     return weights
+
+
+def selection_score(aps: Iterable[float], mean: str = "arithmetic") -> float:
+    """The one number model selection maximises over the selection targets' validation APs: their
+    mean, or (``"geometric"``) their geometric mean, under which every head's relative change counts
+    the same whatever its AP's scale. Non-finite APs are left out; none left is ``-inf``."""
+    finite = np.array([v for v in aps if np.isfinite(v)], dtype=float)
+    if not finite.size:
+        return float("-inf")
+    if mean == "geometric":
+        return float(np.exp(np.mean(np.log(np.maximum(finite, 1e-12)))))
+    return float(np.mean(finite))
