@@ -24,9 +24,10 @@ exactly what it was without this module. docs/scaling.md has the commands and wh
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -95,6 +96,7 @@ class DistributedContext:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    _held: tuple[torch.Tensor, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -113,8 +115,9 @@ class DistributedContext:
         self.close()
 
     def close(self) -> None:
-        """Destroy the process group (nothing for a single process)."""
+        """Destroy the process group (nothing for a single process), once every rank has got here."""
         if self.parallel and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def barrier(self) -> None:
@@ -123,12 +126,18 @@ class DistributedContext:
             dist.barrier()
 
     def broadcast(self, value: _T) -> _T:
-        """Rank 0's ``value`` on every rank (any picklable object: a float, a flag, a state dict)."""
+        """Rank 0's ``value`` on every rank (any picklable object: a float, a flag, a state dict), as its pickle's
+        length and bytes (what ``broadcast_object_list`` does, with the tensors kept: ``_keep``)."""
         if not self.parallel:
             return value
-        box = [value if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
+        payload = pickle.dumps(value) if self.is_main else b""
+        size = torch.tensor([len(payload)], dtype=torch.int64)
+        dist.broadcast(size, src=0)
+        data = (torch.frombuffer(bytearray(payload), dtype=torch.uint8) if self.is_main
+                else torch.empty(int(size.item()), dtype=torch.uint8))
+        dist.broadcast(data, src=0)
+        self._keep(size, data)
+        return value if self.is_main else pickle.loads(data.numpy().tobytes())
 
     def mean(self, value: torch.Tensor) -> float:
         """The mean of a scalar over the ranks (one all-reduce); a single process reads it."""
@@ -136,7 +145,16 @@ class DistributedContext:
             return value.item()
         total = value.detach().reshape(1).double()
         dist.all_reduce(total)
+        self._keep(total)
         return total.item() / self.world
+
+    def _keep(self, *tensors: torch.Tensor) -> None:
+        """Hold the tensors of the last collective until the next one. Gloo's worker thread drops its reference
+        to a collective's tensors just after the caller has been told it finished; were that the last reference to
+        a tensor made in Python, the thread would need the GIL to free it, and a rank exiting at that moment aborts
+        in interpreter finalisation ("terminate called without an active exception": pytorch/pytorch#179291).
+        Held here, Python frees them, long after the worker thread has let go."""
+        self._held = tensors
 
     def from_main(self, compute: Callable[[], _T]) -> _T:
         """``compute()`` run by rank 0 only, its result broadcast; an error it raises is raised on every rank (a
