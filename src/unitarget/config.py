@@ -124,13 +124,13 @@ class TrainConfig(Strict):
 
     batch_size: int = Field(2048, ge=2)
     max_epochs: int = Field(6, ge=1)
-    patience: int = Field(4, ge=1, description="validations without improvement before stopping: with validate_every "
-                          "0.25, one epoch's worth")
+    patience: int = Field(6, ge=1, description="validations without improvement before stopping: with validate_every "
+                          "0.25, an epoch and a half's worth")
     validate_every: StrictInt | StrictFloat | None = Field(0.25, description=(
         "also validate inside an epoch: every N optimiser steps from its start (an integer >= 1; 1 = every step) or at "
         "each multiple of a fraction of its steps (a float in (0, 1]: 0.25 = 4 times); None or 1.0 = at epoch ends only"))
-    ema_decay: float | None = Field(None, gt=0, lt=1, description="average the weights, decay min(ema_decay, (1 + n) / "
-                                    "(10 + n)) at step n (training/ema.py): validated and published; None = off")
+    ema_decay: float | None = Field(0.99, ge=0, lt=1, description="average the weights, decay min(ema_decay, (1 + n) / "
+                                    "(10 + n)) at step n (training/ema.py): validated and published; 0 (or None) = off")
     valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")

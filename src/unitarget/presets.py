@@ -52,11 +52,13 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
     "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
                           {"model": {"embedding_dropout": {"user": 0.0, "content": 0.0, "creative": 0.0}}}),
-    "validation-in-epoch": ("validation 4 times an epoch, patience one epoch of them",
+    "validation-in-epoch": ("validation 4 times an epoch, patience an epoch and a half of them",
                             {"train": {"validate_every": 1.0, "patience": 2}}),
     "source-reweighting": ("sources balanced by loss weights over one natural pass (not by repeating rows)",
                            {"sampling": {"mode": "resample"}}),
     "short-warmup": ("a 50-step learning-rate warm-up (the paper's configuration: 200)", {"optim": {"warmup_steps": 200}}),
+    "weight-average": ("validated and published weights an exponential moving average (decay 0.99)",
+                       {"train": {"ema_decay": 0.0}}),
 }
 
 

@@ -87,8 +87,8 @@ SEARCH_SPACE: tuple[Param, ...] = (
     *(Param(f"model.embedding_dropout.{group}", "float", 0.0, 0.5,
             why=f"how often a {group} id reads as unknown in training: how much its embeddings may memorise")
       for group in ("user", "content", "creative")),
-    Param("train.ema_decay", "choice", choices=(None, 0.99, 0.999),
-          why="validate and publish an average of the weights; None = the last weights"),
+    Param("train.ema_decay", "choice", choices=(0.0, 0.99, 0.999),
+          why="validate and publish an average of the weights; 0 = the last weights"),
     Param("sampling.mode", "choice", choices=("resample", "reweight"),
           why="balance the sources by repeating the smaller one's rows, or by weighting their losses"),
 )
