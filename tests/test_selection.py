@@ -14,6 +14,7 @@ from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, merge
 from unitarget.errors import ConfigError
 from unitarget.pipeline import train
+from unitarget.presets import apply_preset
 from unitarget.runs import best_validation, epochs_trained
 from unitarget.training.ema import WARMUP, WeightAverage
 from unitarget.training.loop import MemoryStore, SilentHooks, fit
@@ -208,10 +209,16 @@ def test_the_default_trains_as_validate_every_none_and_mid_epoch_validation_chan
 
 @pytest.mark.parametrize("train", [{"validate_every": 0}, {"validate_every": 1.5}, {"validate_every": 0.0},
                                    {"validate_every": True}, {"validate_every": "0.5"}, {"ema_decay": 1.0},
-                                   {"ema_decay": 0}])
+                                   {"ema_decay": -0.1}])
 def test_bad_settings_are_refused_naming_them(train):
     with pytest.raises(ConfigError, match=f"train.{next(iter(train))}"):
         merge(Config(), {"train": train})
+
+
+def test_an_ema_decay_of_zero_is_accepted_and_is_what_the_paper_preset_sets():
+    """0, not None, turns the average off: a TOML file (test_toml_writer) has no None to write."""
+    assert merge(Config(), {"train": {"ema_decay": 0}}).train.ema_decay == 0
+    assert apply_preset(Config(), "paper").train.ema_decay == 0
 
 
 def test_selection_on_every_head_by_geometric_mean_scores_each_validation_so(tiny_log, tmp_path, fast_config,
