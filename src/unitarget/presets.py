@@ -57,7 +57,7 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "source-reweighting": ("sources balanced by loss weights over one natural pass (not by repeating rows)",
                            {"sampling": {"mode": "resample"}}),
     "short-warmup": ("a 50-step learning-rate warm-up (the paper's configuration: 200)", {"optim": {"warmup_steps": 200}}),
-    "weight-average": ("validated and published weights an exponential moving average (decay 0.99)",
+    "weight-average": ("validation and the published model on a moving average of the weights (decay 0.99)",
                        {"train": {"ema_decay": 0.0}}),
 }
 

@@ -21,6 +21,7 @@ scored on the same rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -131,7 +132,7 @@ def objective_weights(config: Config, objective: Mapping[str, float], source: st
     return weights
 
 
-def selection_score(aps: Iterable[float], mean: str = "arithmetic") -> float:
+def selection_score(aps: Iterable[float], mean: Literal["arithmetic", "geometric"] = "arithmetic") -> float:
     """The one number model selection maximises over the selection targets' validation APs: their
     mean, or (``"geometric"``) their geometric mean, under which every head's relative change counts
     the same whatever its AP's scale. Non-finite APs are left out; none left is ``-inf``."""
