@@ -30,8 +30,10 @@ What makes it an approximation of the Bayes limit, not the limit itself:
 1. Plug-in: the probability is the chain's marginal at the posterior mode, not the posterior
    predictive mean (which would average the marginal over the posterior's spread).
 2. Optimistic: the users' latent parameters (taste, propensities), every global effect, and the
-   genre and topic taste vectors are known exactly. A model learns them from all of the world's
-   impressions, so they are much better determined than one show's effects, but not exactly.
+   genre and topic taste vectors are known exactly. A model learns a user's from that user's own
+   impressions, a few dozen on a typical log against a show's hundreds: ``learn_users`` estimates
+   the propensities too (``posterior.fit_user_effects``), which measures how much of the gap that
+   is; taste stays known (a model reads it mostly from the listening history).
 3. Slightly pessimistic: which users the logging policy chose for a show (it favours high
    affinity) also carries a little information about the show's taste; the oracle ignores it.
 4. The popularity prior uses the show's level S (``base_streams``), the log's ``show_streams_30d``
@@ -53,7 +55,7 @@ import pyarrow.compute as pc
 
 from unitarget import contract
 from unitarget.errors import UnitargetError
-from unitarget.evaluation.posterior import fit_effects
+from unitarget.evaluation.posterior import fit_effects, fit_user_effects
 from unitarget.evaluation.world_rows import COLUMNS, label_arrays, placements_of
 from unitarget.io import read_log
 from unitarget.synth import World
@@ -72,11 +74,20 @@ class InformedOracle:
     exposure: np.ndarray  # (n_shows,) training impressions of each show
 
     @classmethod
-    def fit(cls, world: World, training: pa.Table) -> InformedOracle:
-        """Fit on ``training``: contract rows of ``world``'s log (the impressions before the test days)."""
+    def fit(cls, world: World, training: pa.Table, *, learn_users: bool = False) -> InformedOracle:
+        """Fit on ``training``: contract rows of ``world``'s log (the impressions before the test days).
+
+        ``learn_users`` also estimates each user's propensities (engagement, promotion and format response, like and
+        follow) from the same rows instead of knowing them (``posterior.fit_user_effects``): shows given the true
+        users, users given those shows, then shows again given the estimated users. Their taste stays known."""
         p = placements_of(world, normalise_ts(training))
-        effects = fit_effects(world, p, label_arrays(training))
-        return cls(world, effects.applied_to(world), np.bincount(p.show, minlength=world.n_shows))
+        observed = label_arrays(training)
+        effects = fit_effects(world, p, observed)
+        base = world
+        if learn_users:
+            base = fit_user_effects(effects.applied_to(world), p, observed).applied_to(world)
+            effects = fit_effects(base, p, observed)
+        return cls(world, effects.applied_to(base), np.bincount(p.show, minlength=world.n_shows))
 
     @classmethod
     def for_log(cls, dataset: str | Path, data: str | Path | pa.Table) -> InformedOracle:

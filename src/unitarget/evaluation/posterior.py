@@ -264,3 +264,88 @@ def _publisher_step(world: World, est: Effects, prior: Prior, shows: list[_Show]
     quality = est.quality.copy()
     quality[seen] = total - b[publisher]
     return dataclasses.replace(est, publisher_quality=b, quality=quality)
+
+
+# ----------------------------------------------------------------------------------- user effects
+USER_BASE = TERMS.index("user_base")
+#: A user's own propensities, in the order of the columns of ``UserEffects.stacked``.
+USER_EFFECTS = ("base", "promo", "format_audio", "format_video", "format_display", "like", "follow")
+
+
+@dataclass(frozen=True)
+class UserEffects:
+    """Each user's own propensities (logit scale): general engagement, response to promotions and to each ad format,
+    and the own terms of the like and follow conditionals (``synth.labels.chain``)."""
+
+    stacked: np.ndarray  # (n_users, 7) in the order of USER_EFFECTS
+
+    def applied_to(self, world: World) -> World:
+        """``world`` with these propensities in place of its users' own."""
+        e = self.stacked
+        users = dataclasses.replace(world.users, base=e[:, 0].copy(), promo_propensity=e[:, 1].copy(),
+                                    format_propensity=e[:, 2:5].copy(), like_propensity=e[:, 5].copy(),
+                                    follow_propensity=e[:, 6].copy())
+        return World(world.params, users, world.shows, world.campaigns)
+
+
+def user_prior_var(world: World) -> np.ndarray:
+    """(7,) prior variance of each of USER_EFFECTS: the generator's N(0, sd²) of each propensity."""
+    lm = world.params.labels
+    sd = [lm.user_base_sd, lm.user_promo_sd, *[lm.user_format_sd] * 3, lm.user_like_sd, lm.user_follow_sd]
+    return np.maximum(np.square(sd), 1e-6)
+
+
+def fit_user_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarray], *, sweeps: int = 30,
+                     tol: float = 5e-3) -> UserEffects:
+    """The posterior mode of every user's propensities given the labels of the placements ``p``, every other effect
+    of ``world`` held at its value there (the shows' may be estimates: ``Effects.applied_to``), from the prior mean 0.
+
+    The seven propensities enter the chain's logits linearly (engagement through the user-base term of every
+    observation; promotion and format propensity through the channel term of the rows of that kind; like and follow
+    through their own observation), so the log posterior is concave and separable by user: each sweep takes one
+    joint Newton step per user, all users at once as a stacked (n_users, 7, 7) solve. A user without rows keeps the
+    prior mean. Taste is not estimated (the world's own is kept): what a model learns of it comes mostly from the
+    listening history, whose likelihood this does not model.
+    """
+    n_users, k = world.n_users, len(USER_EFFECTS)
+    prior_var = user_prior_var(world)
+    if len(p) == 0:
+        return UserEffects(np.zeros((n_users, k)))
+    start = UserEffects(np.zeros((n_users, k))).applied_to(world)
+    rows = _rows(start, p, observed_labels)
+    design = _user_design(rows, world)  # (n, 4, 7) d logit / d propensity
+    est = np.zeros((n_users, k))
+    previous = None
+    for _ in range(sweeps):
+        eta = rows.base + np.einsum("njk,nk->nj", design, est[rows.user])
+        if previous is not None and np.abs(eta - previous).max() < tol:
+            break
+        previous = eta
+        prob = 0.5 * (1.0 + np.tanh(0.5 * eta))
+        r = np.where(rows.observed, rows.y - prob, 0.0)
+        h = np.where(rows.observed, prob * (1.0 - prob), 0.0)
+        grad = np.stack([np.bincount(rows.user, (r * design[:, :, i]).sum(axis=1), minlength=n_users)
+                         for i in range(k)], axis=1) - est / prior_var
+        hess = np.zeros((n_users, k, k))
+        for i in range(k):
+            for j in range(i, k):
+                hess[:, i, j] = hess[:, j, i] = np.bincount(rows.user, (h * design[:, :, i] * design[:, :, j]).sum(1),
+                                                            minlength=n_users)
+        hess[:, np.arange(k), np.arange(k)] += 1.0 / prior_var
+        est = est + np.clip(np.linalg.solve(hess, grad[:, :, None])[:, :, 0], -1.0, 1.0)
+    return UserEffects(est)
+
+
+def _user_design(rows: _Rows, world: World) -> np.ndarray:
+    """(n, 4, 7) derivative of each observation's logit (OBSERVED) in each of its user's USER_EFFECTS."""
+    n = len(rows.user)
+    design = np.zeros((n, len(OBSERVED), len(USER_EFFECTS)))
+    design[:, :, 0] = rows.weights(world, USER_BASE)
+    channel = rows.weights(world, CHANNEL)
+    ads = rows.creative >= 0
+    design[~ads, :, 1] = channel[~ads]
+    fmt = world.campaigns.creative_format[rows.creative[ads]].astype(np.int64)
+    design[np.flatnonzero(ads), :, 2 + fmt] = channel[ads]
+    design[:, OBSERVED.index("like"), 5] = 1.0
+    design[:, OBSERVED.index("follow"), 6] = 1.0
+    return design
