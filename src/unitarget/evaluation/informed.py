@@ -31,9 +31,9 @@ What makes it an approximation of the Bayes limit, not the limit itself:
    predictive mean (which would average the marginal over the posterior's spread).
 2. Optimistic: the users' latent parameters (taste, propensities), every global effect, and the
    genre and topic taste vectors are known exactly. A model learns a user's from that user's own
-   impressions, a few dozen on a typical log against a show's hundreds: ``learn_users`` estimates
-   the propensities too (``posterior.fit_user_effects``), which measures how much of the gap that
-   is; taste stays known (a model reads it mostly from the listening history).
+   impressions and history, a few dozen impressions on a typical log against a show's hundreds:
+   ``learn_users`` estimates them too (``evaluation.user_posterior``), which measures how much of
+   the gap that is.
 3. Slightly pessimistic: which users the logging policy chose for a show (it favours high
    affinity) also carries a little information about the show's taste; the oracle ignores it.
 4. The popularity prior uses the show's level S (``base_streams``), the log's ``show_streams_30d``
@@ -55,7 +55,8 @@ import pyarrow.compute as pc
 
 from unitarget import contract
 from unitarget.errors import UnitargetError
-from unitarget.evaluation.posterior import fit_effects, fit_user_effects
+from unitarget.evaluation.posterior import fit_effects
+from unitarget.evaluation.user_posterior import fit_user_effects
 from unitarget.evaluation.world_rows import COLUMNS, label_arrays, placements_of
 from unitarget.io import read_log
 from unitarget.synth import World
@@ -78,8 +79,9 @@ class InformedOracle:
         """Fit on ``training``: contract rows of ``world``'s log (the impressions before the test days).
 
         ``learn_users`` also estimates each user's propensities (engagement, promotion and format response, like and
-        follow) from the same rows instead of knowing them (``posterior.fit_user_effects``): shows given the true
-        users, users given those shows, then shows again given the estimated users. Their taste stays known."""
+        follow) and taste from the same rows and the listening histories instead of knowing them
+        (``user_posterior``): shows given the true users, users given those shows, then shows again given the
+        estimated users."""
         p = placements_of(world, normalise_ts(training))
         observed = label_arrays(training)
         effects = fit_effects(world, p, observed)

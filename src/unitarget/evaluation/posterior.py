@@ -91,7 +91,7 @@ def _content_taste(world: World) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class _Rows:
+class Rows:
     """The training rows as logistic observations, sorted by show (so that a show's rows are one
     slice): each row's four chain logits at the prior mean, its labels, which of them are observed,
     and the entities whose effects move those logits."""
@@ -115,7 +115,7 @@ class _Rows:
                          np.full(n, lm.follow_weights[term])], axis=1)
 
 
-def _rows(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarray]) -> _Rows:
+def rows_of(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarray]) -> Rows:
     order = np.argsort(p.show, kind="stable")
     p = Placements(**{f.name: getattr(p, f.name)[order] for f in dataclasses.fields(p)})
     y = np.stack([observed_labels[name][order] for name in OBSERVED], axis=1)  # (n, 4) with NaN
@@ -132,7 +132,7 @@ def _rows(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarr
             np.where(streamed[sl], c.follow_stream, c.follow_no_stream),
         ], axis=1))
     q = np.concatenate(parts)
-    return _Rows(base=np.log(q) - np.log1p(-q), y=np.where(observed, y, 0.0), observed=observed, clicked=clicked,
+    return Rows(base=np.log(q) - np.log1p(-q), y=np.where(observed, y, 0.0), observed=observed, clicked=clicked,
                  user=p.user, show=p.show, publisher=prior_world.shows.publisher[p.show].astype(np.int64),
                  creative=np.where(p.source == vocab.SOURCE_ADS, p.creative, -1),
                  x=prior_world.users.taste[p.user] / np.sqrt(prior_world.params.latent_dim))
@@ -149,7 +149,7 @@ class _Show:
     local: np.ndarray  # each ad row's creative, as an index into ``creatives``
 
 
-def _shows(rows: _Rows) -> list[_Show]:
+def _shows(rows: Rows) -> list[_Show]:
     """The shows with training rows, each with its rows and creatives."""
     starts = np.flatnonzero(np.r_[True, rows.show[1:] != rows.show[:-1]])
     shows = []
@@ -175,7 +175,7 @@ def fit_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarr
     prior = prior or prior_of(world)
     if len(p) == 0:
         return prior.mean
-    rows = _rows(prior.mean.applied_to(world), p, observed_labels)
+    rows = rows_of(prior.mean.applied_to(world), p, observed_labels)
     weights = {term: rows.weights(world, term) for term in (AFFINITY, QUALITY, CHANNEL)}
     shows = _shows(rows)
     est, previous = prior.mean, None
@@ -189,7 +189,7 @@ def fit_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarr
     return est
 
 
-def _logits(rows: _Rows, world: World, weights: dict[int, np.ndarray], est: Effects, m: Effects) -> np.ndarray:
+def _logits(rows: Rows, world: World, weights: dict[int, np.ndarray], est: Effects, m: Effects) -> np.ndarray:
     """(n, 4) observation logits with the effects at ``est`` (``rows.base`` holds them at ``m``)."""
     d_quality = (est.quality - m.quality)[rows.show] + (est.publisher_quality - m.publisher_quality)[rows.publisher]
     d_creative = est.creative_quality - m.creative_quality
@@ -205,7 +205,7 @@ def _logits(rows: _Rows, world: World, weights: dict[int, np.ndarray], est: Effe
             + weights[AFFINITY] * d_affinity[:, None])
 
 
-def _show_step(rows: _Rows, eta: np.ndarray, weights: dict[int, np.ndarray], est: Effects, prior: Prior,
+def _show_step(rows: Rows, eta: np.ndarray, weights: dict[int, np.ndarray], est: Effects, prior: Prior,
                shows: list[_Show]) -> Effects:
     """One joint Newton step of every show's (q_s, v_s, c_r), clipped to 1 logit per unknown."""
     p = 0.5 * (1.0 + np.tanh(0.5 * eta))
@@ -265,87 +265,3 @@ def _publisher_step(world: World, est: Effects, prior: Prior, shows: list[_Show]
     quality[seen] = total - b[publisher]
     return dataclasses.replace(est, publisher_quality=b, quality=quality)
 
-
-# ----------------------------------------------------------------------------------- user effects
-USER_BASE = TERMS.index("user_base")
-#: A user's own propensities, in the order of the columns of ``UserEffects.stacked``.
-USER_EFFECTS = ("base", "promo", "format_audio", "format_video", "format_display", "like", "follow")
-
-
-@dataclass(frozen=True)
-class UserEffects:
-    """Each user's own propensities (logit scale): general engagement, response to promotions and to each ad format,
-    and the own terms of the like and follow conditionals (``synth.labels.chain``)."""
-
-    stacked: np.ndarray  # (n_users, 7) in the order of USER_EFFECTS
-
-    def applied_to(self, world: World) -> World:
-        """``world`` with these propensities in place of its users' own."""
-        e = self.stacked
-        users = dataclasses.replace(world.users, base=e[:, 0].copy(), promo_propensity=e[:, 1].copy(),
-                                    format_propensity=e[:, 2:5].copy(), like_propensity=e[:, 5].copy(),
-                                    follow_propensity=e[:, 6].copy())
-        return World(world.params, users, world.shows, world.campaigns)
-
-
-def user_prior_var(world: World) -> np.ndarray:
-    """(7,) prior variance of each of USER_EFFECTS: the generator's N(0, sd²) of each propensity."""
-    lm = world.params.labels
-    sd = [lm.user_base_sd, lm.user_promo_sd, *[lm.user_format_sd] * 3, lm.user_like_sd, lm.user_follow_sd]
-    return np.maximum(np.square(sd), 1e-6)
-
-
-def fit_user_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarray], *, sweeps: int = 30,
-                     tol: float = 5e-3) -> UserEffects:
-    """The posterior mode of every user's propensities given the labels of the placements ``p``, every other effect
-    of ``world`` held at its value there (the shows' may be estimates: ``Effects.applied_to``), from the prior mean 0.
-
-    The seven propensities enter the chain's logits linearly (engagement through the user-base term of every
-    observation; promotion and format propensity through the channel term of the rows of that kind; like and follow
-    through their own observation), so the log posterior is concave and separable by user: each sweep takes one
-    joint Newton step per user, all users at once as a stacked (n_users, 7, 7) solve. A user without rows keeps the
-    prior mean. Taste is not estimated (the world's own is kept): what a model learns of it comes mostly from the
-    listening history, whose likelihood this does not model.
-    """
-    n_users, k = world.n_users, len(USER_EFFECTS)
-    prior_var = user_prior_var(world)
-    if len(p) == 0:
-        return UserEffects(np.zeros((n_users, k)))
-    start = UserEffects(np.zeros((n_users, k))).applied_to(world)
-    rows = _rows(start, p, observed_labels)
-    design = _user_design(rows, world)  # (n, 4, 7) d logit / d propensity
-    est = np.zeros((n_users, k))
-    previous = None
-    for _ in range(sweeps):
-        eta = rows.base + np.einsum("njk,nk->nj", design, est[rows.user])
-        if previous is not None and np.abs(eta - previous).max() < tol:
-            break
-        previous = eta
-        prob = 0.5 * (1.0 + np.tanh(0.5 * eta))
-        r = np.where(rows.observed, rows.y - prob, 0.0)
-        h = np.where(rows.observed, prob * (1.0 - prob), 0.0)
-        grad = np.stack([np.bincount(rows.user, (r * design[:, :, i]).sum(axis=1), minlength=n_users)
-                         for i in range(k)], axis=1) - est / prior_var
-        hess = np.zeros((n_users, k, k))
-        for i in range(k):
-            for j in range(i, k):
-                hess[:, i, j] = hess[:, j, i] = np.bincount(rows.user, (h * design[:, :, i] * design[:, :, j]).sum(1),
-                                                            minlength=n_users)
-        hess[:, np.arange(k), np.arange(k)] += 1.0 / prior_var
-        est = est + np.clip(np.linalg.solve(hess, grad[:, :, None])[:, :, 0], -1.0, 1.0)
-    return UserEffects(est)
-
-
-def _user_design(rows: _Rows, world: World) -> np.ndarray:
-    """(n, 4, 7) derivative of each observation's logit (OBSERVED) in each of its user's USER_EFFECTS."""
-    n = len(rows.user)
-    design = np.zeros((n, len(OBSERVED), len(USER_EFFECTS)))
-    design[:, :, 0] = rows.weights(world, USER_BASE)
-    channel = rows.weights(world, CHANNEL)
-    ads = rows.creative >= 0
-    design[~ads, :, 1] = channel[~ads]
-    fmt = world.campaigns.creative_format[rows.creative[ads]].astype(np.int64)
-    design[np.flatnonzero(ads), :, 2 + fmt] = channel[ads]
-    design[:, OBSERVED.index("like"), 5] = 1.0
-    design[:, OBSERVED.index("follow"), 6] = 1.0
-    return design
