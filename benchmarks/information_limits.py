@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robustness import SHIPPED, WORLDS, WorldSpec  # noqa: E402
+from robustness import SHIPPED, WORLDS, WorldSpec, ensure_world  # noqa: E402
 
 from unitarget import contract  # noqa: E402
 from unitarget.config import Config  # noqa: E402
@@ -29,7 +29,7 @@ from unitarget.evaluation.metrics import average_precision  # noqa: E402
 from unitarget.evaluation.world_rows import label_arrays  # noqa: E402
 from unitarget.io import read_log  # noqa: E402
 from unitarget.pipeline import load_log  # noqa: E402
-from unitarget.synth import World, write_synthetic_dataset  # noqa: E402
+from unitarget.synth import World  # noqa: E402
 
 #: head -> (label, source or None for every row), as robustness.md names them.
 HEADS = {"promotions_stream": (contract.REQUIRED_LABEL, contract.PROMOTIONS),
@@ -59,11 +59,7 @@ def trained_aps(out: Path, world: str) -> dict[str, dict[str, float]]:
 def limits(out: Path, spec: WorldSpec) -> dict:
     """The three oracles' test-days AP per head on ``spec``'s world, and the seconds each fit took."""
     config = Config()
-    data = out / "worlds" / spec.name / "full"
-    params = spec.params(False)
-    stored = data / "world" / "world.json"
-    if not stored.exists() or json.loads(stored.read_text())["params"] != params.to_dict():
-        write_synthetic_dataset(data, params)
+    data = ensure_world(out, spec, False, print)
     table = load_log(read_log(data / "impressions.parquet"), config)
     testing = split_newest_days(table, config.evaluation.test_days, purpose="testing", setting="evaluation.test_days")
     world, test = World.load(data / "world"), testing.newest

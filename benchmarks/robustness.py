@@ -136,17 +136,24 @@ def finished(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     return cell if cell.get("key") == key else None
 
 
+def ensure_world(out: Path, world: WorldSpec, quick: bool, log: Any) -> Path:
+    """The directory of the world's log under ``out``, drawn unless it holds this world's already."""
+    data = out / "worlds" / world.name / ("quick" if quick else "full")
+    params = world.params(quick)
+    stored = data / "world" / "world.json"
+    # compared as JSON: the stored parameters' tuples read back as lists
+    if not stored.exists() or json.loads(stored.read_text())["params"] != json.loads(json.dumps(params.to_dict())):
+        log(f"{world.name}: drawing {params.n_impressions:,} impressions")
+        write_synthetic_dataset(data, params)
+    return data
+
+
 def prepare_world(out: Path, world: WorldSpec, config: Config, quick: bool,
                   log: Any) -> tuple[pa.Table, pa.Table, InformedOracle, float]:
     """Generate (or reuse) the world's log; its training and test rows, the informed oracle fitted on
     the training rows, and the seconds this took."""
     started = time.perf_counter()
-    data = out / "worlds" / world.name / ("quick" if quick else "full")
-    params = world.params(quick)
-    stored = data / "world" / "world.json"
-    if not stored.exists() or json.loads(stored.read_text())["params"] != params.to_dict():
-        log(f"{world.name}: drawing {params.n_impressions:,} impressions")
-        write_synthetic_dataset(data, params)
+    data = ensure_world(out, world, quick, log)
     table = load_log(read_log(data / "impressions.parquet"), config)
     testing = split_newest_days(table, config.evaluation.test_days, purpose="testing", setting="evaluation.test_days")
     informed = InformedOracle.fit(World.load(data / "world"), testing.older)
