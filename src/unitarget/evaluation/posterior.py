@@ -116,6 +116,8 @@ class Rows:
 
 
 def rows_of(prior_world: World, p: Placements, observed_labels: dict[str, np.ndarray]) -> Rows:
+    """The placements ``p`` as ``Rows``, their logits computed in ``prior_world`` (the start of a fit: the shows' fit
+    and the users' (``user_posterior``) both step from there)."""
     order = np.argsort(p.show, kind="stable")
     p = Placements(**{f.name: getattr(p, f.name)[order] for f in dataclasses.fields(p)})
     y = np.stack([observed_labels[name][order] for name in OBSERVED], axis=1)  # (n, 4) with NaN
