@@ -104,6 +104,11 @@ class OptimConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     embedding_updates: Literal["dense", "lazy"] = Field(
         "dense", description="lazy: Adam steps only the embedding rows a batch touched (training/lazy_adam.py)")
+    id_lr_scale: float = Field(1.0, gt=0, description=(
+        "learning-rate multiplier of the id tables (every nn.Embedding: the deep embeddings, the wide and linear "
+        "per-id weights). Adam moves a parameter about lr per step whatever its gradient, and an id's row steps "
+        "only in the batches that hold the id, so in one pass a row moves at most (its rows) x lr: a listener with "
+        "30 impressions, 0.06 logits at lr 0.002"))
     warmup_steps: int = Field(50, ge=0, description="linear warm-up steps, at most a third of the run's steps")
     decay: Literal["cosine", "none"] = "cosine"
     min_lr_ratio: float = Field(0.05, ge=0, le=1)

@@ -201,7 +201,7 @@ def fit(
     # The average copies the model's modules, so before DDP wraps them; rank 0 alone scores and publishes it.
     average = WeightAverage(model, train_config.ema_decay) if train_config.ema_decay and distributed.is_main else None
     replica = distributed.replica(model, balancer, train_config.seed)
-    optimizer = make_optimizer([*model.parameters(), *balancer.parameters()], optim_config)
+    optimizer = make_optimizer([model, balancer], optim_config)
     scheduler = make_scheduler(optimizer, optim_config, len(batches) * train_config.max_epochs)
     parts = _Parts(model, optimizer, scheduler, balancer, average)
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
+from torch import nn
 
 from unitarget.config import OptimConfig
 from unitarget.training.lazy_adam import LazyAdam
 
 
-def make_optimizer(parameters, config: OptimConfig) -> torch.optim.Optimizer:
-    """Adam with ``lr`` and ``weight_decay`` (L2 added to the gradient, not decoupled AdamW), ``fused`` updates;
-    with ``embedding_updates = "lazy"`` the same Adam, but row-wise on sparse (embedding) gradients."""
+def make_optimizer(modules: Iterable[nn.Module], config: OptimConfig) -> torch.optim.Optimizer:
+    """Adam over the parameters of ``modules`` with ``lr`` and ``weight_decay`` (L2 added to the gradient, not
+    decoupled AdamW), ``fused`` updates; with ``embedding_updates = "lazy"`` the same Adam, but row-wise on sparse
+    (embedding) gradients. With ``id_lr_scale`` != 1 the id tables (every ``nn.Embedding``) are a second parameter
+    group at ``lr * id_lr_scale`` (the schedule scales both groups alike)."""
+    modules = list(modules)
+    parameters: list = [p for m in modules for p in m.parameters()]
+    if config.id_lr_scale != 1.0:
+        tables = {id(e.weight) for m in modules for e in m.modules() if isinstance(e, nn.Embedding)}
+        parameters = [{"params": [p for p in parameters if id(p) not in tables]},
+                      {"params": [p for p in parameters if id(p) in tables], "lr": config.lr * config.id_lr_scale}]
     if config.embedding_updates == "lazy":
         return LazyAdam(parameters, lr=config.lr, weight_decay=config.weight_decay)
     # fused=True: one pass over each tensor's weight, gradient and moments. On the CPU, foreach kernels still loop
