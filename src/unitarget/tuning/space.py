@@ -91,6 +91,8 @@ SEARCH_SPACE: tuple[Param, ...] = (
           why="validate and publish an average of the weights; 0 = the last weights"),
     Param("sampling.mode", "choice", choices=("resample", "reweight"),
           why="balance the sources by repeating the smaller one's rows, or by weighting their losses"),
+    Param("optim.id_lr_scale", "float", 0.3, 10.0, log=True,
+          why="the id tables' learning rate over the rest's: how far a rare id's row can move in a pass"),
 )
 
 
