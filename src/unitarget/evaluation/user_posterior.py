@@ -29,6 +29,7 @@ import numpy as np
 from unitarget.evaluation.posterior import CHANNEL, OBSERVED, Rows, rows_of
 from unitarget.synth import World
 from unitarget.synth.params import TERMS
+from unitarget.synth.placements import Placements
 from unitarget.synth.population import streams_30d
 
 AFFINITY, USER_BASE = TERMS.index("affinity"), TERMS.index("user_base")
@@ -74,7 +75,7 @@ def user_prior_of(world: World) -> UserPrior:
     return UserPrior(np.maximum(np.square(sd), 1e-6), mean, max(float(np.mean((users.taste - mean) ** 2)), 1e-6))
 
 
-def fit_user_effects(world: World, p, observed_labels: dict[str, np.ndarray], *, sweeps: int = 30,
+def fit_user_effects(world: World, p: Placements, observed_labels: dict[str, np.ndarray], *, sweeps: int = 30,
                      tol: float = 5e-3) -> UserEffects:
     """The posterior mode of every user's effects given the labels of the placements ``p`` and the users' histories,
     the shows' and global effects held at ``world``'s values, from the prior mean (module docstring)."""
