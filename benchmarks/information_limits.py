@@ -24,6 +24,7 @@ from robustness import SHIPPED, WORLDS, WorldSpec, ensure_world  # noqa: E402
 from unitarget import contract  # noqa: E402
 from unitarget.config import Config  # noqa: E402
 from unitarget.data.split import split_newest_days  # noqa: E402
+from unitarget.evaluation.heads import channel_targets  # noqa: E402
 from unitarget.evaluation.informed import InformedOracle  # noqa: E402
 from unitarget.evaluation.metrics import average_precision  # noqa: E402
 from unitarget.evaluation.world_rows import label_arrays  # noqa: E402
@@ -31,17 +32,17 @@ from unitarget.io import read_log  # noqa: E402
 from unitarget.pipeline import load_log  # noqa: E402
 from unitarget.synth import World  # noqa: E402
 
-#: head -> (label, source or None for every row), as robustness.md names them.
-HEADS = {"promotions_stream": (contract.REQUIRED_LABEL, contract.PROMOTIONS),
-         "ads_stream": (contract.REQUIRED_LABEL, contract.ADS), "click": ("click", None)}
+#: The heads of robustness.md: the paper's two channels and every other head on all impressions.
+TARGETS = channel_targets(Config())
+HEADS = tuple(target.name for target in TARGETS)
 
 
 def head_aps(probabilities: dict[str, np.ndarray], labels: dict[str, np.ndarray], source: np.ndarray) -> dict:
-    """head -> AP of ``probabilities`` on the head's rows (label observed, the head's source)."""
+    """head -> AP of ``probabilities`` (label -> (n,)) on the head's rows: its label observed, its source."""
     out = {}
-    for head, (label, wanted) in HEADS.items():
-        keep = ~np.isnan(labels[label]) & (True if wanted is None else source == wanted)
-        out[head] = average_precision(labels[label][keep], probabilities[label][keep])
+    for target in TARGETS:
+        keep = ~np.isnan(labels[target.label]) & (True if target.source is None else source == target.source)
+        out[target.name] = average_precision(labels[target.label][keep], probabilities[target.label][keep])
     return out
 
 
@@ -64,9 +65,9 @@ def limits(out: Path, spec: WorldSpec) -> dict:
     testing = split_newest_days(table, config.evaluation.test_days, purpose="testing", setting="evaluation.test_days")
     world, test = World.load(data / "world"), testing.newest
     labels = label_arrays(test)
-    source = np.asarray(test.column(contract.SOURCE).to_pylist(), dtype=object)
-    truth = {label: test.column(contract.true_probability_column(label)).to_numpy(zero_copy_only=False)
-             for label in ("stream", "click")}
+    source = test.column(contract.SOURCE).to_numpy(zero_copy_only=False)
+    truth = {target.label: test.column(contract.true_probability_column(target.label)).to_numpy(zero_copy_only=False)
+             for target in TARGETS}
     result = {"oracle": head_aps(truth, labels, source)}
     for name, learn_users in (("informed", False), ("informed, users learned", True)):
         started = time.perf_counter()

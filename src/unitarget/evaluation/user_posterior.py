@@ -80,41 +80,43 @@ def fit_user_effects(world: World, p: Placements, observed_labels: dict[str, np.
     """The posterior mode of every user's effects given the labels of the placements ``p`` and the users' histories,
     the shows' and global effects held at ``world``'s values, from the prior mean (module docstring)."""
     prior = user_prior_of(world)
-    est = UserEffects(np.zeros((world.n_users, _P)), prior.taste_mean.copy())
-    rows = rows_of(est.applied_to(world), p, observed_labels)
+    k = world.params.latent_dim
+    # each user's unknowns as one row: the propensities, then the taste
+    mean = np.concatenate([np.zeros((world.n_users, _P)), prior.taste_mean], axis=1)
+    inverse_var = np.r_[1.0 / prior.propensity_var, np.full(k, 1.0 / prior.taste_var)]
+    rows = rows_of(_effects(mean).applied_to(world), p, observed_labels)
     order = np.argsort(rows.user, kind="stable")
     rows = Rows(**{f.name: getattr(rows, f.name)[order] for f in dataclasses.fields(rows)})
+    weights = {term: rows.weights(world, term) for term in (USER_BASE, CHANNEL, AFFINITY)}
     history = _History.of(world)
-    previous = None
+    unknowns, previous = mean.copy(), None
     for _ in range(sweeps):
-        grad, hess, eta = _label_terms(rows, world, est, prior.taste_mean)
+        grad, hess, eta = _label_terms(rows, weights, world, unknowns - mean)
         if previous is not None and np.abs(eta - previous).max() < tol:
             break
         previous = eta
-        history.add_terms(world, est.taste, grad, hess)
-        unknowns = np.concatenate([est.propensity, est.taste], axis=1)
-        mean = np.concatenate([np.zeros((world.n_users, _P)), prior.taste_mean], axis=1)
-        inverse_var = np.r_[1.0 / prior.propensity_var, np.full(est.taste.shape[1], 1.0 / prior.taste_var)]
+        history.add_terms(world, unknowns[:, _P:], grad, hess)
         grad -= (unknowns - mean) * inverse_var
-        hess[:, np.arange(len(inverse_var)), np.arange(len(inverse_var))] += inverse_var
+        hess[:, np.arange(_P + k), np.arange(_P + k)] += inverse_var
         unknowns = unknowns + np.clip(np.linalg.solve(hess, grad[:, :, None])[:, :, 0], -1.0, 1.0)
-        est = UserEffects(unknowns[:, :_P], unknowns[:, _P:])
-    return est
+    return _effects(unknowns)
 
 
-def _label_terms(rows: Rows, world: World, est: UserEffects,
-                 start_taste: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _effects(unknowns: np.ndarray) -> UserEffects:
+    return UserEffects(unknowns[:, :_P], unknowns[:, _P:])
+
+
+def _label_terms(rows: Rows, weights: dict[int, np.ndarray], world: World,
+                 delta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The labels' log-likelihood gradient (n_users, 7 + K) and negative Hessian (n_users, 7 + K, 7 + K) in each
-    user's unknowns at ``est``, and the rows' logits (n, 4); ``rows.base`` holds them at the prior mean."""
-    k = est.taste.shape[1]
-    grad, hess = np.zeros((world.n_users, _P + k)), np.zeros((world.n_users, _P + k, _P + k))
+    user's unknowns, ``delta`` from the prior mean where ``rows.base`` holds the logits, and the rows' logits (n, 4)."""
+    grad, hess = np.zeros(delta.shape), np.zeros((*delta.shape, delta.shape[1]))
     eta = np.empty_like(rows.base)
     for lo in range(0, len(rows.user), _ROW_BLOCK):
         sl = slice(lo, lo + _ROW_BLOCK)
         user = rows.user[sl]
-        design = _design(rows, sl, world)  # (b, 4, 7 + K)
-        delta = np.concatenate([est.propensity[user], (est.taste - start_taste)[user]], axis=1)
-        eta[sl] = rows.base[sl] + np.einsum("bjd,bd->bj", design, delta)
+        design = _design(rows, weights, sl, world)  # (b, 4, 7 + K)
+        eta[sl] = rows.base[sl] + np.einsum("bjd,bd->bj", design, delta[user])
         prob = 0.5 * (1.0 + np.tanh(0.5 * eta[sl]))
         r = np.where(rows.observed[sl], rows.y[sl] - prob, 0.0)
         h = np.where(rows.observed[sl], prob * (1.0 - prob), 0.0)
@@ -124,13 +126,14 @@ def _label_terms(rows: Rows, world: World, est: UserEffects,
     return grad, hess, eta
 
 
-def _design(rows: Rows, sl: slice, world: World) -> np.ndarray:
-    """(b, 4, 7 + K) derivative of each observation's logit (OBSERVED) in its user's propensities and taste."""
-    creative, n = rows.creative[sl], len(rows.user[sl])
+def _design(rows: Rows, weights: dict[int, np.ndarray], sl: slice, world: World) -> np.ndarray:
+    """(b, 4, 7 + K) derivative of each observation's logit (OBSERVED) in its user's propensities and taste;
+    ``weights``: each term's (n, 4) weights in the observations' logits (``Rows.weights``)."""
+    creative = rows.creative[sl]
     k = world.params.latent_dim
-    design = np.zeros((n, len(OBSERVED), _P + k))
-    design[:, :, 0] = rows.weights(world, USER_BASE)[sl]
-    channel = rows.weights(world, CHANNEL)[sl]
+    design = np.zeros((len(creative), len(OBSERVED), _P + k))
+    design[:, :, 0] = weights[USER_BASE][sl]
+    channel = weights[CHANNEL][sl]
     ads = creative >= 0
     design[~ads, :, 1] = channel[~ads]
     fmt = world.campaigns.creative_format[creative[ads]].astype(np.int64)
@@ -138,7 +141,7 @@ def _design(rows: Rows, sl: slice, world: World) -> np.ndarray:
     design[:, OBSERVED.index("like"), 5] = 1.0
     design[:, OBSERVED.index("follow"), 6] = 1.0
     v = world.shows.taste[rows.show[sl]] / np.sqrt(k)
-    design[:, :, _P:] = rows.weights(world, AFFINITY)[sl][:, :, None] * v[:, None, :]
+    design[:, :, _P:] = weights[AFFINITY][sl][:, :, None] * v[:, None, :]
     return design
 
 
@@ -161,13 +164,12 @@ class _History:
         popularity = streams_30d(world.shows, params, established, np.zeros_like(established))
         lengths = np.diff(users.history_offsets)
         user = np.repeat(np.arange(world.n_users), lengths)
-        followed = np.zeros(len(users.history), dtype=bool)
-        for u in np.flatnonzero(np.diff(users.followed_offsets)):
-            span = slice(users.history_offsets[u], users.history_offsets[u + 1])
-            followed[span] = np.isin(users.history[span], users.followed[users.followed_offsets[u]:
-                                                                          users.followed_offsets[u + 1]])
-        return cls(established, params.history_popularity_exponent * np.log1p(popularity), lengths, user,
-                   users.history.astype(np.int64), followed)
+        show = users.history.astype(np.int64)
+        follower = np.repeat(np.arange(world.n_users), np.diff(users.followed_offsets))
+        # a (user, show) pair as one key: which history entries the user also follows
+        followed = np.isin(user * world.n_shows + show, follower * world.n_shows + users.followed)
+        return cls(established, params.history_popularity_exponent * np.log1p(popularity), lengths, user, show,
+                   followed)
 
     def add_terms(self, world: World, taste: np.ndarray, grad: np.ndarray, hess: np.ndarray) -> None:
         """Add the histories' and follows' log-likelihood gradient and negative Hessian in each user's taste."""
