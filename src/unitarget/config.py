@@ -232,6 +232,9 @@ class Config(Strict):
         if self.loss.method == "pcgrad" and any(self.model.embedding_decay.values()):
             raise ValueError("model.embedding_decay's gradient is added in the lookup's backward, which pcgrad runs "
                              "once per task; use another loss.method with it")
+        if self.loss.method == "pcgrad" and self.model.attention.history_loss > 0:
+            raise ValueError("model.attention.history_loss's gradient is added in the backward, which pcgrad runs "
+                             "once per task; use another loss.method with it")
         if self.optim.embedding_updates == "lazy" and self.loss.method in ("gradnorm", "pcgrad"):
             raise ValueError(f"optim.embedding_updates = 'lazy' needs dense gradients that loss.method "
                              f"{self.loss.method!r} does not give; use 'dense' with it")

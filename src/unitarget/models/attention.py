@@ -49,6 +49,7 @@ from unitarget.data.features import FeatureLayout
 from unitarget.errors import UnitargetError
 from unitarget.model_config import AttentionConfig
 from unitarget.models import kernels
+from unitarget.models.colistening import colistening_loss, inject
 from unitarget.models.layers import mlp
 
 
@@ -82,10 +83,11 @@ class ActivationUnit(nn.Module):
 
 class TargetAttention(nn.Module):
     """(table (R, dim), ids (B, C)) -> (B, output_dim): for each attended bag, its tokens pooled with the activation
-    unit's weights against the candidate, and (``dot``) that pooled vector's dot product with the candidate."""
+    unit's weights against the candidate, and (``dot``) that pooled vector's dot product with the candidate. With
+    ``history_loss`` λ > 0, training also learns the bags' embeddings from co-occurrence (``models.colistening``)."""
 
     def __init__(self, candidate: int, bag_slices: Sequence[tuple[int, int]], dim: int, hidden: Sequence[int],
-                 dot: bool) -> None:
+                 dot: bool, history_loss: float = 0.0) -> None:
         super().__init__()
         if not bag_slices:
             raise ValueError("target attention needs at least one bag")
@@ -98,6 +100,7 @@ class TargetAttention(nn.Module):
             self.spans.append((at, at + stop - start))
             at += stop - start
         self.dot = dot
+        self.history_loss = history_loss
         self.output_dim = len(bag_slices) * (dim + int(dot))
 
     def forward(self, table: torch.Tensor, ids: torch.Tensor, sparse: bool = False) -> torch.Tensor:
@@ -107,7 +110,8 @@ class TargetAttention(nn.Module):
         embedded = nn.functional.embedding(rows, table, padding_idx=PADDING_ROW, sparse=sparse)
         candidate = embedded[:, 0]  # (B, dim)
         present = (rows != PADDING_ROW).to(embedded.dtype)
-        out = []
+        out, auxiliary = [], []
+        learns_history = self.history_loss > 0 and self.training and torch.is_grad_enabled()
         for unit, (start, stop) in zip(self.units, self.spans):
             tokens = embedded[:, start:stop]  # (B, L, dim)
             weights = unit(tokens, candidate) * present[:, start:stop]  # (B, L), 0 on padding
@@ -115,7 +119,11 @@ class TargetAttention(nn.Module):
             out.append(pooled)
             if self.dot:
                 out.append((pooled * candidate).sum(1, keepdim=True))  # (B, 1)
-        return torch.cat(out, dim=1)
+            if learns_history:
+                auxiliary.append(colistening_loss(tokens, rows[:, start:stop], present[:, start:stop]))
+        attended = torch.cat(out, dim=1)
+        auxiliary = [loss for loss in auxiliary if loss is not None]
+        return inject(attended, torch.stack(auxiliary).sum(), self.history_loss) if auxiliary else attended
 
 
 def target_attention(config: AttentionConfig, layout: FeatureLayout, dim: int) -> TargetAttention | None:
@@ -131,4 +139,4 @@ def target_attention(config: AttentionConfig, layout: FeatureLayout, dim: int) -
         raise UnitargetError(f"model.attention.bags {unshared} were encoded with their own vocabulary, not "
                              f"{config.candidate!r}'s; encode with FeatureEncoder(shared=Config.shared_vocabularies())")
     return TargetAttention(layout.categorical.index(config.candidate), [(start, stop) for _, start, stop in bags],
-                           dim, config.hidden, config.dot)
+                           dim, config.hidden, config.dot, config.history_loss)
