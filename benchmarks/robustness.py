@@ -129,24 +129,11 @@ def cell_key(world: WorldSpec, variant: Variant, seed: int, config: Config, quic
 
 
 def finished(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    """The cell at ``path`` if it was computed for ``key``, else None. A setting the configuration gained since the
-    cell was trained matches when ``key`` holds its default: the cell was trained as the setting's default trains."""
+    """The cell at ``path`` if it was computed for ``key``, else None."""
     if not path.exists():
         return None
     cell = json.loads(path.read_text())
-    defaults = json.loads(Config().model_dump_json())
-    return cell if _matches(cell.get("key"), key, {"config": defaults}) else None
-
-
-def _matches(stored: Any, wanted: Any, defaults: Any) -> bool:
-    """``stored`` equals ``wanted``, but for dictionary entries ``stored`` lacks whose wanted value is the default."""
-    if not (isinstance(stored, dict) and isinstance(wanted, dict)):
-        return stored == wanted
-    if set(stored) - set(wanted):
-        return False
-    defaults = defaults if isinstance(defaults, dict) else {}
-    return all(_matches(stored[k], v, defaults.get(k)) if k in stored else k in defaults and v == defaults[k]
-               for k, v in wanted.items())
+    return cell if cell.get("key") == key else None
 
 
 def ensure_world(out: Path, world: WorldSpec, quick: bool, log: Any) -> Path:

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from unitarget.config import merge
+from unitarget.models.colistening import inject
 from unitarget.pipeline import train
 from unitarget.training.balancing import GradNorm, PCGrad, SharedParameters, StaticWeights, UncertaintyWeighting
 
@@ -30,6 +31,16 @@ def test_pcgrad_removes_the_conflicting_component():
     b_proj = b - (b @ a) / (a @ a) * a
     assert torch.allclose(w.grad, a_proj + b_proj, atol=1e-6)
     assert a_proj @ b >= -1e-6 and b_proj @ a >= -1e-6
+
+
+def test_pcgrad_adds_a_gradient_the_backward_injects_for_no_task_once_and_unprojected():
+    w, losses = _two_task_problem()
+    carried = inject(losses, (w ** 2).sum(), 0.5)  # an auxiliary objective 0.5·‖w‖², as models.colistening adds
+    PCGrad(torch.ones(2)).backward(carried, SharedParameters([w], w))
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.5])
+    a_proj = a - (a @ b) / (b @ b) * b
+    b_proj = b - (b @ a) / (a @ a) * a
+    assert torch.allclose(w.grad, a_proj + b_proj + 0.5 * 2 * w.detach(), atol=1e-6)
 
 
 def test_uncertainty_weighting_learns_a_smaller_weight_for_the_noisier_task():

@@ -74,6 +74,8 @@ def test_paper_is_the_unified_setup_without_what_the_defaults_add():
     assert not any(paper.model.embedding_dropout.values())
     assert unified.sampling.mode == "reweight" and paper.sampling.mode == "resample"  # the paper repeats rows
     assert (unified.optim.warmup_steps, paper.optim.warmup_steps) == (50, 200)
+    assert paper.model.attention.bags == () and paper.model.attention.history_loss == 0
+    assert unified.model.attention.bags and unified.model.attention.history_loss > 0
     assert paper.model.encoder == unified.model.encoder
     assert paper.optim.model_copy(update={"warmup_steps": 50}) == unified.optim
 

@@ -108,10 +108,12 @@ def test_the_timeout_is_not_part_of_the_fingerprint(fast_config):
 
 
 NO_EMBEDDING_DROPOUT = {"user": 0.0, "content": 0.0, "creative": 0.0}
-#: 2 × B/2 against 1 × B without batch norm, dropout and embedding dropout (random per row, so per rank): dense embedding updates with static loss weights, and lazy
+#: 2 × B/2 against 1 × B without batch norm, dropout, embedding dropout (random per row, so per rank) and the
+#: co-listening objective (its negatives are the rank's own rows, models.colistening): dense embedding updates with static loss weights, and lazy
 #: (row-sparse gradients, all-reduced as sparse tensors) with uncertainty weighting (its own parameters' gradients
 #: averaged over the ranks by the loop).
-EXACT = {name: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0, "embedding_dropout": NO_EMBEDDING_DROPOUT},
+EXACT = {name: merge(merge(Config(), FAST), {"model": {"batch_norm": False, "dropout": 0.0, "embedding_dropout": NO_EMBEDDING_DROPOUT,
+                                                       "attention": {"history_loss": 0.0}},
                                              "optim": {"embedding_updates": updates}, "loss": {"method": method}})
          for name, updates, method in (("dense", "dense", "static"), ("lazy-uncertainty", "lazy", "uncertainty"))}
 #: Validation at each half epoch and an average of the weights (on rank 0): every rank validates at the same steps

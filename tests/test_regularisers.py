@@ -145,7 +145,6 @@ def test_no_regulariser_keeps_the_state_dict_and_draws_nothing():
 
 
 @pytest.mark.parametrize(("overrides", "match"), [
-    ({"loss": {"method": "pcgrad"}, "model": {"embedding_decay": {"user": 1e-4}}}, "pcgrad"),
     ({"model": {"embedding_dropout": {"user": 1.0}}}, "embedding_dropout"),
     ({"model": {"embedding_decay": {"users": 1e-4}}}, "embedding_decay"),
 ])

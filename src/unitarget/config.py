@@ -229,12 +229,6 @@ class Config(Strict):
                 raise ValueError(f"task {task.name!r} learns from undeclared sources {sorted(unknown)}")
         if self.evaluation.selection_task not in (None, *names):
             raise ValueError(f"evaluation.selection_task {self.evaluation.selection_task!r} is not a task")
-        if self.loss.method == "pcgrad" and any(self.model.embedding_decay.values()):
-            raise ValueError("model.embedding_decay's gradient is added in the lookup's backward, which pcgrad runs "
-                             "once per task; use another loss.method with it")
-        if self.loss.method == "pcgrad" and self.model.attention.history_loss > 0:
-            raise ValueError("model.attention.history_loss's gradient is added in the backward, which pcgrad runs "
-                             "once per task; use another loss.method with it")
         if self.optim.embedding_updates == "lazy" and self.loss.method in ("gradnorm", "pcgrad"):
             raise ValueError(f"optim.embedding_updates = 'lazy' needs dense gradients that loss.method "
                              f"{self.loss.method!r} does not give; use 'dense' with it")
@@ -373,15 +367,16 @@ def load_config(path: str | Path | None = None) -> Config:
 
 def merge(config: Config, overrides: dict[str, Any]) -> Config:
     """Apply nested overrides (``{"train": {"seed": 3}}``) and validate the result again."""
-    merged = _deep_merge(config.to_json_dict(), overrides)
+    merged = deep_merge(config.to_json_dict(), overrides)
     return config_from_mapping(merged, origin="overrides")
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` merged in, section by section (a mapping of ``_REPLACED_WHOLE`` is replaced)."""
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in _REPLACED_WHOLE:
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out

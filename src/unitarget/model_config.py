@@ -41,9 +41,9 @@ class AttentionConfig(Strict):
     candidate: str = Field("show_id", description="the categorical feature each bag's tokens are compared with")
     hidden: tuple[int, ...] = Field((32,), description="the activation unit's MLP before its scalar weight")
     dot: bool = Field(True, description="also feed <attention-pooled history, candidate> per bag to the encoder")
-    history_loss: float = Field(0.0, ge=0.0, description=(
+    history_loss: float = Field(3.0, ge=0.0, description=(
         "weight λ of the co-listening objective (models/colistening.py): in training, predict a held-out token of "
-        "each attended bag from the rest of it against the batch's other held-out tokens; 0 = off"))
+        "each attended bag from the rest of it against the batch's other held-out tokens; 0 = off (the paper's)"))
 
     @model_validator(mode="after")
     def _bags_are_distinct(self) -> "AttentionConfig":

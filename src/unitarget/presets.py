@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unitarget import contract
-from unitarget.config import Config, merge
+from unitarget.config import Config, deep_merge, merge
 from unitarget.contract import Group
 from unitarget.errors import ConfigError
 
@@ -48,6 +48,8 @@ LOGREG_L2 = 1e-6
 #: benchmarks/robustness.py, docs/robustness.md): component -> (what it is, the override that takes it away).
 DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "attention": ("target attention over the history and follows", {"model": {"attention": {"bags": []}}}),
+    "co-listening": ("the co-listening objective on the attended bags' embeddings",
+                     {"model": {"attention": {"history_loss": 0.0}}}),
     "wide": ("Wide & Deep linear terms", {"model": {"wide": False}}),
     "dropout": ("dropout 0.3 in the MLP and towers", {"model": {"dropout": 0.0}}),
     "embedding-dropout": ("embedding dropout 0.3 (user, content, creative ids)",
@@ -66,8 +68,7 @@ def _without_defaults() -> dict[str, Any]:
     """The overrides that take every component of ``DEFAULT_COMPONENTS`` away: the paper's configuration."""
     merged: dict[str, Any] = {}
     for _, overrides in DEFAULT_COMPONENTS.values():
-        for section, values in overrides.items():
-            merged.setdefault(section, {}).update(values)
+        merged = deep_merge(merged, overrides)
     return merged
 
 

@@ -18,8 +18,10 @@ reads elsewhere). A negative that is the same show as the row's own target ("acc
 
 The loss reads the attention's own gather of the bag (the rows after feature dropout) and adds its gradient
 inside the backward (``inject``), as ``model.embedding_decay`` does: one forward, one backward, so DDP averages
-it with the tasks' gradient, every loss balancer but pcgrad (which runs the backward once per task) sees the same
-objective, and the logged loss stays the tasks'. Inference, export and serving never compute it.
+it with the tasks' gradient, every loss balancer sees the same objective (PCGrad takes it out of the per-task
+gradients it projects and adds it once, ``training.balancing``), and the logged loss stays the tasks'. Under DDP
+each rank contrasts its own B/N rows, so a run over N ranks has N times fewer negatives per row than one process
+with the same global batch. Inference, export and serving never compute it.
 """
 
 from __future__ import annotations

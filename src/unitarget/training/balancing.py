@@ -142,7 +142,13 @@ class GradNorm(StaticWeights):
 class PCGrad(StaticWeights):
     """Project each task's shared gradient off the others' where they conflict (g_t · g_j < 0):
     g_t ← g_t − (g_t · g_j / ‖g_j‖²) g_j, over the other tasks in a random order; the shared
-    parameters receive Σ_t of the projected gradients, task towers their own gradients."""
+    parameters receive Σ_t of the projected gradients, task towers their own gradients.
+
+    Some gradients belong to no task: those a backward adds by itself (``model.embedding_decay``'s, inside the
+    lookup's backward; the co-listening objective's, ``models.colistening``). Each per-task ``autograd.grad`` call
+    carries them too, and the full backward once: with a_t = g_t + c for the task's own gradient a_t, and the full
+    backward's g = Σ_t a_t + c, the common part is c = (Σ_t g_t − g) / (T − 1). It is taken out before projecting and
+    added back once after, unprojected."""
 
     def __init__(self, weights: torch.Tensor, seed: int = 0) -> None:
         super().__init__(weights)
@@ -163,15 +169,18 @@ class PCGrad(StaticWeights):
         weighted = self.weights * task_losses
         params = list(shared.parameters)
         grads = torch.stack([self._flat_grad(weighted[t], params) for t in range(len(weighted))])  # (T, P)
+        loss = weighted.sum()
+        loss.backward()
+        full = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        common = (grads.sum(0) - full) / (len(grads) - 1) if len(grads) > 1 else torch.zeros_like(full)
+        grads -= common
         projected = grads.clone()
         for t in range(len(grads)):
             for j in torch.randperm(len(grads), generator=self.generator).tolist():
                 dot = projected[t] @ grads[j]
                 if j != t and dot < 0:
                     projected[t] -= dot / grads[j].square().sum().clamp(min=1e-12) * grads[j]
-        loss = weighted.sum()
-        loss.backward()
-        combined = projected.sum(0)
+        combined = projected.sum(0) + common
         offset = 0
         for p in params:
             p.grad = combined[offset: offset + p.numel()].view_as(p).clone()

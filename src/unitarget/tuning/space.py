@@ -93,6 +93,8 @@ SEARCH_SPACE: tuple[Param, ...] = (
           why="balance the sources by repeating the smaller one's rows, or by weighting their losses"),
     Param("optim.id_lr_scale", "float", 0.3, 10.0, log=True,
           why="the id tables' learning rate over the rest's: how far a rare id's row can move in a pass"),
+    Param("model.attention.history_loss", "float", 0.1, 10.0, log=True,
+          why="how much the show embeddings learn from which shows the same listeners stream, beside the labels"),
 )
 
 
