@@ -1,7 +1,7 @@
 """Training examples/s and prediction rows/s of a setup's model on synthetic rows.
 
     python benchmarks/train_predict_speed.py [--rows 1000000] [--threads 2] [--epochs 1] [--bf16] [--embedding-updates lazy]
-                                             [--reference] [--repeats 3] [--preset paper|unified|...]
+                                             [--reference] [--repeats 3] [--preset paper|unified|PRESET:key=value]
 
 The setup is ``--preset paper`` by default: the network the plain reference implements (one embedding table, the
 MLP with batch norm, the towers; no wide terms, no dropout). ``--preset unified`` times the library's defaults, which
@@ -31,7 +31,7 @@ from plain_reference import PlainModel, reference_epoch, reference_predict
 from unitarget.config import Config, merge
 from unitarget.data.features import FeatureEncoder
 from unitarget.models import kernels
-from unitarget.presets import apply_preset
+from unitarget.presets import parse_variant
 from unitarget.scoring import predict_probabilities
 from unitarget.synth import World, WorldParams, generate_log
 from unitarget.training.loop import MemoryStore, fit
@@ -49,7 +49,8 @@ def main() -> None:
                         help="optim.embedding_updates: lazy = row-sparse Adam on the embedding table")
     parser.add_argument("--reference", action="store_true", help="also time the plain PyTorch reference")
     parser.add_argument("--preset", default="paper", help="the setup timed; the default, paper, is the network the "
-                        "plain reference implements (no wide terms, no dropout); unified = the library's defaults")
+                        "plain reference implements (no wide terms, no dropout); unified = the library's defaults; "
+                        "PRESET:key=value[,...] adds overrides (presets.parse_variant)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs with --reference (medians)")
     parser.add_argument("--no-onednn", action="store_true", help="the project's products on PyTorch's BLAS kernel "
                         "instead of oneDNN (models.kernels), to see what the kernel choice is worth on this CPU")
@@ -57,7 +58,7 @@ def main() -> None:
     kernels.set_onednn(not args.no_onednn)
     torch.set_num_threads(args.threads)
 
-    config = merge(apply_preset(Config(), args.preset), {"train": {"bf16": args.bf16, "max_epochs": args.epochs,
+    config = merge(parse_variant(args.preset).setup(Config()), {"train": {"bf16": args.bf16, "max_epochs": args.epochs,
                                                                     "patience": args.epochs, "validate_every": None},
                               "optim": {"embedding_updates": args.embedding_updates}})
     table = generate_log(World.generate(WorldParams(n_impressions=args.rows, seed=1)))
