@@ -1,5 +1,7 @@
 """End to end on a tiny world: train, predict, evaluate, determinism, resume, atomic failure."""
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -157,11 +159,28 @@ def test_one_fingerprint_decides_run_reuse_and_ignores_what_does_not_train(tiny_
     record = trained.record.to_dict()
     assert record["run_format"] == 2
     del record["run_format"]
-    import json
 
     (run / TRAINING_FILE).write_text(json.dumps(record))
     assert run_fingerprint(run) is not None and trained_on(run, tiny_log, fast_config)
     assert load_model(run).record.run_format == 1
+
+
+def test_a_run_that_predates_a_training_setting_is_not_taken_for_todays_defaults(tiny_log, tmp_path, fast_config):
+    from unitarget.pipeline import trained_on
+    from unitarget.runs import CONFIG_FILE
+
+    run = tmp_path / "run"
+    train(tiny_log, run, fast_config)
+    stored = json.loads((run / CONFIG_FILE).read_text())
+    del stored["train"]["threads"]  # outside the training part: an older run without it is still this run
+    (run / CONFIG_FILE).write_text(json.dumps(stored))
+    assert trained_on(run, tiny_log, fast_config)
+    # A run written before model.attention.history_loss existed trained without it, whatever today's default is:
+    # read back, the setting would take today's default, and the run must not pass for one trained with it.
+    del stored["model"]["attention"]["history_loss"]
+    (run / CONFIG_FILE).write_text(json.dumps(stored))
+    assert load_model(run).config.model.attention.history_loss == fast_config.model.attention.history_loss
+    assert not trained_on(run, tiny_log, fast_config)
 
 
 def test_resume_accepts_a_configuration_that_differs_only_outside_training(tiny_log, tmp_path, fast_config):

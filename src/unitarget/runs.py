@@ -17,7 +17,9 @@ One fingerprint identifies a training: the *training part* of the configuration 
 ``train.ddp_timeout_minutes``, which do not change the weights)
 and the fit / validation rows (count and time range). ``--resume`` and run reuse (``ablate``,
 ``reproduce --full``) both compare it, and it is recomputed from a run's own ``config.json`` and
-``training.json``, so runs written before it existed are recognised too.
+``training.json``, so runs written before it existed are recognised too; a run whose stored configuration lacks a
+setting of the training part (it predates that setting) is not reused, since nothing says it trained as today's
+default would.
 
 Run format 2 (this version) adds ``run_format`` to ``training.json``; runs of format 1 (no such
 key) have the same files and load unchanged.
@@ -25,6 +27,7 @@ key) have the same files and load unchanged.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import shutil
@@ -135,20 +138,21 @@ def best_validation(history: list[dict[str, Any]]) -> dict[str, Any]:
 _NOT_TRAINING = ("threads", "checkpoint_every_steps", "checkpoint_every_minutes", "ddp_timeout_minutes")
 
 
-def training_part(config: Config) -> dict[str, Any]:
+def training_part(config: Config | dict[str, Any]) -> dict[str, Any]:
     """The configuration that decides the weights: all of it but the simulation, the test split
     (``evaluation.test_days``, which ``train`` never reads), the thread count, the checkpoint
-    frequency and the data-parallel timeout (so a run's fingerprint is what it was before those options existed)."""
-    part = config.to_json_dict()
-    del part["stream"]  # how a log on disk is read: the streamed run's fingerprint names it (``streamed``)
-    del part["simulate"]
-    del part["evaluation"]["test_days"]
+    frequency and the data-parallel timeout (so a run's fingerprint is what it was before those options existed).
+    ``config`` may be a run's stored ``config.json`` mapping (``run_fingerprint``)."""
+    part = copy.deepcopy(config) if isinstance(config, dict) else config.to_json_dict()
+    part.pop("stream", None)  # how a log on disk is read: the streamed run's fingerprint names it (``streamed``)
+    part.pop("simulate", None)
+    part["evaluation"].pop("test_days", None)
     for key in _NOT_TRAINING:
-        del part["train"][key]
+        part["train"].pop(key, None)
     return part
 
 
-def fingerprint(config: Config, span: DataSpan, streamed: dict[str, Any] | None = None) -> str:
+def fingerprint(config: Config | dict[str, Any], span: DataSpan, streamed: dict[str, Any] | None = None) -> str:
     """sha256 of the training part of ``config`` and the rows it is fitted and validated on; for a run trained from
     the encoded cache, ``streamed`` adds what decides its batches (the cache's key and the shuffle window)."""
     payload: dict[str, Any] = {"config": training_part(config), "data": asdict(span)}
@@ -197,11 +201,16 @@ def run_fingerprint(path: str | Path) -> str | None:
     if not all((path / name).is_file() for name in RUN_FILES):
         return None
     try:
-        config = config_from_mapping(_read_json(path / CONFIG_FILE), str(path / CONFIG_FILE))
+        stored = _read_json(path / CONFIG_FILE)
+        config_from_mapping(stored, str(path / CONFIG_FILE))  # a configuration this version can read
         record = TrainingRecord.from_dict(_read_json(path / TRAINING_FILE))
     except (UnitargetError, KeyError, TypeError, ValueError):
         return None
-    return fingerprint(config, record.span)
+    # The stored mapping, not the configuration parsed from it: parsing would fill a setting added since the run was
+    # trained with today's default, which may not be what trained it (a new component on by default), and the run
+    # would pass for one trained under today's defaults. A run that predates a setting of the training part is
+    # therefore never reused; settings outside it (threads, checkpoint frequency, timeout) do not count.
+    return fingerprint(stored, record.span)
 
 
 def save_run(path: str | Path, config: Config, encoder: FeatureEncoder, weights: dict[str, torch.Tensor],
