@@ -62,7 +62,8 @@ def main() -> None:
                                                                     "patience": args.epochs, "validate_every": None},
                               "optim": {"embedding_updates": args.embedding_updates}})
     table = generate_log(World.generate(WorldParams(n_impressions=args.rows, seed=1)))
-    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks)).fit(table)
+    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
+                             config.shared_vocabularies()).fit(table)
     data = encoder.transform(table)
     setup = build_setup(config, encoder.layout_, data)  # the default: source-balanced, static weights
     model = setup.model
