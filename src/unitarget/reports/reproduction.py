@@ -176,13 +176,13 @@ def _diagnostics(facts: ReproductionFacts) -> str:
     revisits = 0.5 * facts.train_rows.num_rows / n_promotions
     lines = [
         "### Diagnostics: why the unified model lands where it does",
-        "Source-balanced batches (the paper's design, used by `unified`) give each source half of "
-        f"every batch. With {facts.train_rows.num_rows / n_promotions - 1:.1f} ad impressions per "
-        f"promotion impression in this log, one epoch revisits each promotion about {revisits:.1f} "
-        "times; a likely cause of the gap is that the id embeddings fit the promotions before the "
-        "ads side has converged (validation AP peaks in the first epoch). Beside it, the same unified "
-        "model on the natural mix (`sampling.balanced = false`), everything else equal, and the unified "
-        "model in the paper's configuration (`--preset paper`: the defaults without "
+        "The paper balances the sources by resampling: each source gets half of every batch. With "
+        f"{facts.train_rows.num_rows / n_promotions - 1:.1f} ad impressions per promotion impression in this "
+        f"log, one epoch then shows each promotion about {revisits:.1f} times, and the id embeddings fit the "
+        "repeated rows first. The defaults keep one natural pass and weight each source's loss to its share "
+        "instead (`sampling.mode = \"reweight\"`). Beside the unified model: the same model on the natural mix "
+        "(`sampling.balanced = false`: neither resampled nor reweighted), everything else equal, and the "
+        "unified model in the paper's configuration (`--preset paper`: the defaults without "
         f"{', '.join(label for label, _ in DEFAULT_COMPONENTS.values())}):",
         "",
         "| Setup | Promotions AP | Ads AP | Promotions AP (abs.) | Ads AP (abs.) |",
