@@ -65,19 +65,24 @@ def small_config(**model) -> ModelConfig:
     return ModelConfig(embedding_dim=8, hidden=(32,), tower_hidden=(8,), batch_norm=False, **{**plain, **model})
 
 
-def fitted_ap(config: ModelConfig) -> float:
-    """Held-out AP of a model trained (fixed seed) to tell whether the candidate is in the history."""
-    torch.manual_seed(0)
-    model = build_model(config, history_layout(), ["in_history"])
-    features, labels = in_history_rows(4096, seed=1)
+def fit_first_task(model: nn.Module, features: Features, labels: torch.Tensor, *, epochs: int, batch_size: int) -> None:
+    """Adam (lr 0.01) on the binary cross-entropy of the model's first task, shuffled minibatches."""
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(12):
-        for batch in torch.randperm(len(labels)).split(128):
+    for _ in range(epochs):
+        for batch in torch.randperm(len(labels)).split(batch_size):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
                 model(Features(features.ids[batch], features.dense[batch]))[:, 0], labels[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+
+
+def fitted_ap(config: ModelConfig) -> float:
+    """Held-out AP of a model trained (fixed seed) to tell whether the candidate is in the history."""
+    torch.manual_seed(0)
+    model = build_model(config, history_layout(), ["in_history"])
+    features, labels = in_history_rows(4096, seed=1)
+    fit_first_task(model, features, labels, epochs=12, batch_size=128)
     test, test_labels = in_history_rows(2048, seed=2)
     model.eval()
     with torch.no_grad():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_attention import ATTENTION, HISTORY, SHOWS, history_layout, small_config
+from tests.test_attention import ATTENTION, HISTORY, SHOWS, fit_first_task, history_layout, small_config
 from unitarget.data.batch import Features
 from unitarget.models import build_model
 from unitarget.models.colistening import colistening_loss, inject
@@ -35,14 +35,7 @@ def cluster_separation(history_loss: float) -> float:
     torch.manual_seed(0)
     model = build_model(small_config(attention={**ATTENTION, "history_loss": history_loss}), history_layout(), ["t"])
     features, labels = clustered_rows(4096, seed=1), (torch.rand(4096) < 0.3).float()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(5):
-        for batch in torch.randperm(len(labels)).split(256):
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                model(Features(features.ids[batch], features.dense[batch]))[:, 0], labels[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+    fit_first_task(model, features, labels, epochs=5, batch_size=256)
     shows = torch.nn.functional.normalize(model.embedder.table.weight[2:2 + SHOWS].detach(), dim=1)
     cosine = shows @ shows.t()
     same = torch.arange(SHOWS).unsqueeze(0) // HALF == torch.arange(SHOWS).unsqueeze(1) // HALF

@@ -119,11 +119,11 @@ class TargetAttention(nn.Module):
             out.append(pooled)
             if self.dot:
                 out.append((pooled * candidate).sum(1, keepdim=True))  # (B, 1)
-            if learns_history:
-                auxiliary.append(colistening_loss(tokens, rows[:, start:stop], present[:, start:stop]))
+            if learns_history and (loss := colistening_loss(tokens, rows[:, start:stop],
+                                                            present[:, start:stop])) is not None:
+                auxiliary.append(loss)
         attended = torch.cat(out, dim=1)
-        auxiliary = [loss for loss in auxiliary if loss is not None]
-        return inject(attended, torch.stack(auxiliary).sum(), self.history_loss) if auxiliary else attended
+        return inject(attended, sum(auxiliary), self.history_loss) if auxiliary else attended
 
 
 def target_attention(config: AttentionConfig, layout: FeatureLayout, dim: int) -> TargetAttention | None:

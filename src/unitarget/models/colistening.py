@@ -44,7 +44,7 @@ def colistening_loss(tokens: torch.Tensor, ids: torch.Tensor, present: torch.Ten
     context = ((tokens * present.unsqueeze(-1)).sum(1) - target) / (counts - 1).unsqueeze(1)
     scores = context @ target.t()  # (n, n): row b's context against every row's held-out show
     target_ids = ids[torch.arange(len(rows)), held]
-    hit = (target_ids.unsqueeze(0) == target_ids.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool)
+    hit = (target_ids.unsqueeze(0) == target_ids.unsqueeze(1)).fill_diagonal_(False)
     scores = scores.float().masked_fill(hit, float("-inf"))
     return torch.nn.functional.cross_entropy(scores, torch.arange(len(rows)))
 
