@@ -70,6 +70,15 @@ class WorldSpec:
     popularity_sd: float = 1.3  # spread of log10 30-day streams (popularity skew)
     popularity_exponent: float = 0.3  # impressions per show ∝ (1 + streams) ** this
     new_shows: float = 0.15  # shows launching during the period (cold start)
+    #: ``--earlier-days``: the log's newest days left out before the test days are held out, so the test days are
+    #: earlier ones (with ``train.valid_days``: the full log's validation days, where a training protocol that trains
+    #: on its own validation days, ``train.refit``, can be chosen without reading the test days)
+    earlier_days: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """The world's name in cells, runs and tables (the log's own directory is ``name``'s)."""
+        return self.name if not self.earlier_days else f"{self.name}-{self.earlier_days:g}d-earlier"
 
     def params(self, quick: bool) -> WorldParams:
         """The world's ``WorldParams`` (``quick``: the same knobs on a tiny world)."""
@@ -118,14 +127,17 @@ QUICK = {"model": {"hidden": [32, 16], "tower_hidden": [8], "embedding_dim": 8},
 # ---------------------------------------------------------------------------------------------- cells
 def cell_path(out: Path, world: WorldSpec, variant: Variant, seed: int) -> Path:
     """Where one (world, setup, seed) cell's results are written."""
-    return out / "cells" / world.name / variant.name / f"seed{seed}.json"
+    return out / "cells" / world.label / variant.name / f"seed{seed}.json"
 
 
 def cell_key(world: WorldSpec, variant: Variant, seed: int, config: Config, quick: bool) -> dict[str, Any]:
     """What a finished cell must match to be reused: the world spec, the setup, the seed, --quick, and the whole
     configuration the setup resolves to (so a cell of a setup trained under other defaults is trained again)."""
     resolved = json.loads(variant.config(config, seed).model_dump_json())
-    return {"world": asdict(world), "setup": variant.display, "seed": seed, "quick": quick, "config": resolved}
+    spec = asdict(world)
+    if not world.earlier_days:  # the keys of cells written before the option existed
+        del spec["earlier_days"]
+    return {"world": spec, "setup": variant.display, "seed": seed, "quick": quick, "config": resolved}
 
 
 def finished(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
@@ -155,9 +167,23 @@ def prepare_world(out: Path, world: WorldSpec, config: Config, quick: bool,
     started = time.perf_counter()
     data = ensure_world(out, world, quick, log)
     table = load_log(read_log(data / "impressions.parquet"), config)
+    if world.earlier_days:
+        table = split_newest_days(table, world.earlier_days, purpose="testing", setting="--earlier-days").older
     testing = split_newest_days(table, config.evaluation.test_days, purpose="testing", setting="evaluation.test_days")
     informed = InformedOracle.fit(World.load(data / "world"), testing.older)
     return testing.older, testing.newest, informed, time.perf_counter() - started
+
+
+def selected_on_validation(valid: dict[str, Any], refit: dict[str, Any] | None) -> dict[str, Any]:
+    """The validation readout of the model selected there. A refit model (``train.refit``) trained on those days, so
+    each row's AP is the selected model's (``training.json``'s ``refit.selected_valid_ap``) and the other metrics of
+    the published model are dropped; the oracle's stay (they read the rows alone)."""
+    if refit is None:
+        return valid
+    selected = refit["selected_valid_ap"]
+    rows = [row | {"ap": selected.get(row["target"]), "roc_auc": None, "log_loss": None, "calibration": None}
+            for row in valid["rows"]]
+    return valid | {"rows": rows}
 
 
 def run_cell(out: Path, world: WorldSpec, variant: Variant, seed: int, config: Config, rows: tuple,
@@ -165,17 +191,17 @@ def run_cell(out: Path, world: WorldSpec, variant: Variant, seed: int, config: C
     """Train (or reuse) one setup with one seed on the world's training rows; evaluate it on the
     test rows (with the informed oracle) and on its own validation rows; write and return the cell."""
     train_rows, test_rows, informed = rows
-    runs_dir = out / "runs" / world.name
+    runs_dir = out / "runs" / world.label
     started = time.perf_counter()
     (run,) = run_ablation(train_rows, test_rows, runs_dir, config, variants=[variant], seeds=[seed],
                           informed=informed)
     trained = load_model(ablation_run_dir(runs_dir, variant.name, seed))
     valid_rows = split_training_log(train_rows, trained.config).newest
-    valid = trained.evaluate(valid_rows, segments=(ALL,))
     record = trained.record
+    valid = selected_on_validation(trained.evaluate(valid_rows, segments=(ALL,)).to_dict(), record.refit)
     cell = {"key": key, "seconds": time.perf_counter() - started, "train_seconds": record.seconds,
             "best_epoch": record.best_epoch, "best_valid_score": record.best_valid_score,
-            "test": run.result.to_dict(), "valid": valid.to_dict()}
+            "test": run.result.to_dict(), "valid": valid}
     atomic_write_json(cell_path(out, world, variant, seed), cell)
     return cell
 
@@ -191,19 +217,19 @@ def run_family(out: Path, worlds: Sequence[WorldSpec], variants: Sequence[Varian
                 key = cell_key(world, variant, seed, config, quick)
                 done = finished(cell_path(out, world, variant, seed), key)
                 if done is not None:
-                    cells[(world.name, variant.name, seed)] = done
+                    cells[(world.label, variant.name, seed)] = done
                 else:
                     todo.append((variant, seed, key))
         if not todo:
-            log(f"{world.name}: all {len(variants) * len(seeds)} cells already done")
+            log(f"{world.label}: all {len(variants) * len(seeds)} cells already done")
             continue
         train_rows, test_rows, informed, seconds = prepare_world(out, world, config, quick, log)
-        log(f"{world.name}: {train_rows.num_rows:,} training and {test_rows.num_rows:,} test impressions, world "
+        log(f"{world.label}: {train_rows.num_rows:,} training and {test_rows.num_rows:,} test impressions, world "
             f"and informed oracle in {seconds:.0f} s")
         for variant, seed, key in todo:
             cell = run_cell(out, world, variant, seed, config, (train_rows, test_rows, informed), key)
-            cells[(world.name, variant.name, seed)] = cell
-            log(f"{world.name} | {variant.display} | seed {seed}: {cell['seconds']:.0f} s "
+            cells[(world.label, variant.name, seed)] = cell
+            log(f"{world.label} | {variant.display} | seed {seed}: {cell['seconds']:.0f} s "
                 f"(training {cell['train_seconds']:.0f} s, best epoch {cell['best_epoch'] + 1})")
     return cells
 
@@ -244,7 +270,7 @@ def split_table(cells: dict, worlds: Sequence[WorldSpec], variants: Sequence[Var
               + ([f"{v.display} − logreg" for v in others] if has_baseline else []))
     lines = ["| " + " | ".join(header) + " |", "| --- | --- |" + " ---: |" * (len(header) - 2)]
     for world in worlds:
-        runs = _runs(cells, world.name, variants, seeds, split)
+        runs = _runs(cells, world.label, variants, seeds, split)
         if not runs:
             continue
         for head in HEADS:
@@ -252,7 +278,7 @@ def split_table(cells: dict, worlds: Sequence[WorldSpec], variants: Sequence[Var
                 continue
             row = runs[0].result.row(head)
             aps = {v.name: np.array([r.result.ap(head) for r in runs if r.variant.name == v.name]) for v in variants}
-            cells_ = [world.name, head, f"{row.oracle_ap:.4f}"]
+            cells_ = [world.label, head, f"{row.oracle_ap:.4f}"]
             cells_ += [f"{row.informed_oracle_ap:.4f}"] if split == "test" else []
             cells_ += [_spread(aps[v.name]) for v in variants]
             cells_ += [f"{np.nanmean(aps[v.name]) / row.oracle_ap:.3f}" if aps[v.name].size and row.oracle_ap > 0
@@ -268,7 +294,7 @@ def world_table(worlds: Sequence[WorldSpec], quick: bool) -> str:
              "popularity sd | popularity exponent | new shows |", "| --- |" + " ---: |" * 11]
     for w in worlds:
         p = w.params(quick)
-        lines.append(f"| {w.name} | {p.n_impressions:,} | {p.n_users:,} | {p.n_shows:,} | {p.n_days} | {w.seed} | "
+        lines.append(f"| {w.label} | {p.n_impressions:,} | {p.n_users:,} | {p.n_shows:,} | {p.n_days} | {w.seed} | "
                      f"{w.ads_share:.2f} | {w.taste:.1f} | {w.idiosyncratic:.1f} | {w.popularity_sd:.1f} | "
                      f"{w.popularity_exponent:.1f} | {w.new_shows:.2f} |")
     return "\n".join(lines)
@@ -278,14 +304,17 @@ def time_table(cells: dict, worlds: Sequence[WorldSpec], variants: Sequence[Vari
     """Markdown: mean seconds per cell (training and both evaluations) of each world and setup."""
     lines = ["| world | " + " | ".join(v.display for v in variants) + " |", "| --- |" + " ---: |" * len(variants)]
     for w in worlds:
-        times = [[c["seconds"] for (wn, vn, _), c in cells.items() if wn == w.name and vn == v.name] for v in variants]
-        lines.append(f"| {w.name} | " + " | ".join(f"{np.mean(t):.0f} s" if t else "—" for t in times) + " |")
+        times = [[c["seconds"] for (wn, vn, _), c in cells.items() if wn == w.label and vn == v.name] for v in variants]
+        lines.append(f"| {w.label} | " + " | ".join(f"{np.mean(t):.0f} s" if t else "—" for t in times) + " |")
     return "\n".join(lines)
 
 
 def report(cells: dict, worlds: Sequence[WorldSpec], variants: Sequence[Variant], seeds: Sequence[int],
            config: Config, quick: bool, command: str) -> str:
     """The whole Markdown document."""
+    left_out = {w.earlier_days for w in worlds if w.earlier_days}
+    earlier = f" before its newest {', '.join(f'{d:g}' for d in left_out)} (left out: `--earlier-days`)" \
+        if left_out else ""
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__} " \
               f"({torch.get_num_threads()} threads)"
     return "\n\n".join([
@@ -293,7 +322,7 @@ def report(cells: dict, worlds: Sequence[WorldSpec], variants: Sequence[Variant]
         f"Generated by `{command}` ({'--quick: tiny worlds, a smoke test, not a measurement; ' if quick else ''}"
         f"seeds {list(seeds)}; {machine}). Do not edit by hand: rerun the script.",
         "Each world is drawn from the generator with its own seed, size, source mix and knobs (below). Its newest "
-        f"{config.evaluation.test_days:g} days are the test rows; each setup is trained on the older days, selecting "
+        f"{config.evaluation.test_days:g} days{earlier} are the test rows; each setup is trained on the older days, selecting "
         f"its epoch on their newest {config.train.valid_days:g} days. **Validation AP** is the selected model on "
         "those validation days (choose defaults on these); **test AP** on the test days. Values are mean ± standard "
         "deviation over seeds. Oracle AP: the world's true probabilities on the same rows; informed oracle AP: the "
@@ -317,6 +346,9 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--worlds", help="comma-separated names of WORLDS, or shipped (default: every one of WORLDS)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--quick", action="store_true", help="tiny worlds and small models: a smoke test")
+    parser.add_argument("--earlier-days", type=float, default=0.0,
+                        help="leave out each log's newest N days first, so the test days are earlier ones (N = "
+                             "train.valid_days: the validation days of the full log, where a choice may be made)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     variants = [parse_variant(s) for s in (args.setup or DEFAULT_SETUPS)]
@@ -325,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     unknown = [n for n in chosen if n not in names]
     if unknown:
         parser.error(f"unknown worlds {unknown}; choose among {list(names)}")
-    worlds = [names[n] for n in chosen]
+    worlds = [replace(names[n], earlier_days=args.earlier_days) for n in chosen]
     config = merge(Config(), {**(QUICK if args.quick else {}), "train": {
         **(QUICK["train"] if args.quick else {}), "threads": args.threads}})
     for variant in variants:

@@ -46,3 +46,27 @@ def test_the_shipped_world_is_the_one_reproduce_draws_and_stays_out_of_the_famil
     robustness = _script()
     assert robustness.SHIPPED.params(quick=False).to_dict() == WorldParams().to_dict()
     assert robustness.SHIPPED.name not in {w.name for w in robustness.WORLDS}
+
+
+def test_a_refit_models_validation_ap_is_the_selected_models():
+    robustness = _script()
+    valid = {"format": "unitarget.evaluation/1", "rows": [
+        {"target": "ads_stream", "segment": "all", "ap": 0.9, "oracle_ap": 0.5, "roc_auc": 0.99, "log_loss": 0.1,
+         "calibration": 1.0}]}
+    assert robustness.selected_on_validation(valid, None) == valid
+    (row,) = robustness.selected_on_validation(valid, {"selected_valid_ap": {"ads_stream": 0.2}})["rows"]
+    assert (row["ap"], row["oracle_ap"], row["roc_auc"]) == (0.2, 0.5, None)  # trained on these rows: not its AP
+
+
+def test_earlier_days_test_on_days_before_the_newest(tmp_path, one_thread):
+    from unitarget.config import Config
+
+    robustness = _script()
+    world = robustness.WORLDS[0]
+    config = robustness.merge(Config(), robustness.QUICK)
+    newest = robustness.prepare_world(tmp_path, world, config, True, print)[1]
+    earlier = robustness.prepare_world(tmp_path, robustness.replace(world, earlier_days=7.0), config, True, print)[1]
+    assert earlier.column("ts").to_numpy().max() < newest.column("ts").to_numpy().min()
+    assert robustness.replace(world, earlier_days=7.0).label == f"{world.name}-7d-earlier"
+    assert "earlier_days" not in robustness.cell_key(world, robustness.parse_variant("unified"), 0, config,
+                                                    True)["world"]

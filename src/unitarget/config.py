@@ -137,6 +137,11 @@ class TrainConfig(Strict):
     ema_decay: float | None = Field(0.99, ge=0, lt=1, description="average the weights, decay min(ema_decay, (1 + n) / "
                                     "(10 + n)) at step n (training/ema.py): validated and published; 0 (or None) = off")
     valid_days: float = Field(7.0, gt=0, description="newest days of the training log held out for early stopping (shortened on a log too short for them: data.split)")
+    refit: bool = Field(True, description=(
+        "after model selection, train the published model again from scratch on every row, the validation days "
+        "included, for as many epochs as the selected model had trained (pipeline.train): the newest days carry the "
+        "campaigns and creatives the next days will show, which a model that never trained on them meets as unknown "
+        "ids. Its validation figures are the selected model's; false = publish the selected model itself"))
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
     bf16: bool | Literal["auto"] = Field(

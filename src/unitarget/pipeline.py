@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
+from unitarget.data.cache import EncodedCache
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.logs import load_log, training_rows, validated_chunks
 from unitarget.data.split import TimeSplit, split_newest_days
@@ -36,7 +37,7 @@ from unitarget.scoring import predict_probabilities
 from unitarget.streaming import Progress, prepare_cache
 from unitarget.training.batches import TrainingRows, ValidationRows
 from unitarget.training.distributed import DistributedContext
-from unitarget.training.loop import SilentHooks, TrainingHooks, fit
+from unitarget.training.loop import MemoryStore, SilentHooks, TrainingHooks, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import TaskSet, labels_of
 from unitarget.training.windows import CachedRows
@@ -143,21 +144,55 @@ def train(
     trains its share of every global batch, and rank 0 alone writes ``out``.
     """
     started, out = time.perf_counter(), Path(out)
+    everything: Callable[[], _Refit]
     if isinstance(data, pa.Table):
         split = split_training_log(data, config)
-        encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
-                                 config.shared_vocabularies()).fit(split.older)
+        encoder = _encoder(config).fit(split.older)
         prepared = _in_memory(split, encoder)
+
+        def everything() -> _Refit:
+            rows = pa.concat_tables([split.older, split.newest])
+            refit_encoder = _encoder(config).fit(rows)
+            return _Refit(refit_encoder, refit_encoder.transform(rows), rows.num_rows)
     else:
         root = Path(cache) if cache is not None else out.parent / f".{out.name}.cache"
-        with distributed.main_first():  # rank 0 builds the cache; the others then find it and read it
-            encoded = prepare_cache(data, config, root, progress if distributed.is_main else None)
+
+        def cached(refit: bool) -> EncodedCache:
+            # A root of its own for the refit's cache: building one in a root removes that root's other caches.
+            with distributed.main_first():  # rank 0 builds the cache; the others then find it and read it
+                return prepare_cache(data, config, root / REFIT_CACHE if refit else root,
+                                     progress if distributed.is_main else None, refit=refit)
+
+        encoded = cached(refit=False)
         encoder = encoded.encoder
         prepared = _Prepared(CachedRows(encoded, config.sources), ValidationRows.of_shard(encoded.valid),
                              _span(encoded.info["span"]), _window(encoded.info["cut"]),
                              {"cache": encoded.key, "stream": config.stream.model_dump()})
+
+        def everything() -> _Refit:
+            encoded_all = cached(refit=True)
+            return _Refit(encoded_all.encoder, CachedRows(encoded_all, config.sources), encoded_all.train_rows)
     return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started,
-                              distributed=distributed)
+                              distributed=distributed, refit=everything if config.train.refit else None)
+
+
+#: The refit's cache root, inside the run's cache root (``train.refit`` on a log on disk).
+REFIT_CACHE = "refit"
+
+
+def _encoder(config: Config) -> FeatureEncoder:
+    """An unfitted encoder of ``config``'s features, sources, labels and shared vocabularies."""
+    return FeatureEncoder(config.features, config.sources, labels_of(config.tasks), config.shared_vocabularies())
+
+
+@dataclass(frozen=True)
+class _Refit:
+    """What ``train.refit`` trains the published model on: every row of the training log, the validation days
+    included, encoded by an encoder fitted on them all (so an id first seen in those days has its own row)."""
+
+    encoder: FeatureEncoder
+    rows: Batch | TrainingRows
+    count: int
 
 
 def finetune(
@@ -211,10 +246,11 @@ def finetune(
                               base=base)
 
 
-def head_aps(model: TrainedModel, rows: ValidationRows) -> dict[str, float]:
+def head_aps(model: TrainedModel, rows: ValidationRows,
+             targets: Sequence[EvalTarget] | None = None) -> dict[str, float]:
     """AP of each head over the ``rows`` that may update it (its sources, formats and
-    observed labels): what the head is for, on data it was selected on, not tested on."""
-    targets = head_targets(model.config)
+    observed labels): what the head is for, on data it was selected on, not tested on; or of ``targets``."""
+    targets = head_targets(model.config) if targets is None else targets
     result = evaluate_batch(_probabilities(model.model, rows, model.config), model.model.task_names, rows.targets,
                             sources=model.config.sources, labels=model.encoder.labels, scored=targets)
     return {t.name: result.ap(t.name) for t in targets}
@@ -274,8 +310,11 @@ def _train_and_publish(
     fresh_towers: Sequence[str] | None = None,
     base: TrainedModel | None = None,
     distributed: DistributedContext = DistributedContext(),
+    refit: Callable[[], _Refit] | None = None,
 ) -> TrainedModel:
-    """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP)."""
+    """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP). With
+    ``refit``, the model selected on validation decides only how long to train: a fresh model trains that many epochs
+    on ``refit()``'s rows and is published instead (its validation figures are the selected model's)."""
     setup = build_setup(config, encoder.layout_, prepared.rows, prepare=prepare, fresh_towers=fresh_towers)
     staging = Staging(out)
     distributed.from_main(lambda: staging.start(fingerprint(config, prepared.span, prepared.streamed), resume=resume))
@@ -286,19 +325,43 @@ def _train_and_publish(
         hooks=hooks or SilentHooks(), distributed=distributed,
     )
     trained = TrainedModel(config, encoder, setup.model)
-    old_heads = None
+    old_heads, again = None, None
     if base is not None:
         before, after = head_aps(base, prepared.valid), head_aps(trained, prepared.valid)
         old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
+    if refit is not None:
+        selected_valid = head_aps(trained, prepared.valid, trained.evaluation_targets())
+        trained, again = _train_again(refit(), config, state.best_step / len(setup.batches), hooks, distributed)
+        again["selected_valid_ap"] = selected_valid
+        distributed.from_main(lambda: staging.save_best(trained.model.state_dict()))
+    published = trained.encoder
     trained.record = TrainingRecord(
         history=state.history, best_epoch=state.best_epoch, best_step=state.best_step, best_valid_score=state.best_score,
         span=prepared.span,
-        features_used=[c.name for c in encoder.columns_], features_skipped=encoder.skipped_,
-        tier_source=encoder.tier_map_.source_, parameters=sum(p.numel() for p in setup.model.parameters()),
+        features_used=[c.name for c in published.columns_], features_skipped=published.skipped_,
+        tier_source=published.tier_map_.source_, parameters=sum(p.numel() for p in trained.model.parameters()),
         seconds=time.perf_counter() - started, old_heads_valid_ap=old_heads, valid_window=prepared.window,
+        refit=again,
     )
-    distributed.from_main(lambda: staging.publish(config, encoder, trained.record))
+    distributed.from_main(lambda: staging.publish(config, published, trained.record))
     return trained
+
+
+def _train_again(data: _Refit, config: Config, epochs: float, hooks: TrainingHooks | None,
+                 distributed: DistributedContext) -> tuple[TrainedModel, dict[str, Any]]:
+    """A fresh model of ``config`` trained ``epochs`` (the selected model's, a fraction counted) on ``data``, on the
+    same schedule over ``train.max_epochs`` of its own epochs, and what its record says of it. Not checkpointed: a
+    resumed run whose selection had finished trains this part again from its start."""
+    started = time.perf_counter()
+    setup = build_setup(config, data.encoder.layout_, data.rows)
+    steps = max(1, round(epochs * len(setup.batches)))
+    hooks = hooks or SilentHooks()
+    hooks.on_refit(data.count, steps)
+    fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer, validate=None,
+        train_config=config.train, optim_config=config.optim, store=MemoryStore(), hooks=hooks,
+        distributed=distributed, steps=steps)
+    return TrainedModel(config, data.encoder, setup.model), {
+        "epochs": epochs, "steps": steps, "rows": data.count, "seconds": time.perf_counter() - started}
 
 
 def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:

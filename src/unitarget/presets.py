@@ -61,6 +61,8 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
     "short-warmup": ("a 50-step learning-rate warm-up (the paper's configuration: 200)", {"optim": {"warmup_steps": 200}}),
     "weight-average": ("validation and the published model on a moving average of the weights (decay 0.99)",
                        {"train": {"ema_decay": 0.0}}),
+    "refit": ("the published model trained again on every row, validation days included, for the selected epochs",
+              {"train": {"refit": False}}),
 }
 
 

@@ -63,6 +63,13 @@ class RichTrainingHooks:
             self._progress.stop()
             self._progress, self._task = None, None
 
+    def on_refit(self, rows: int, steps: int) -> None:
+        """Close selection's bar, say what the refit trains, and label the bars that follow ``refit``."""
+        self.on_epoch_end({})
+        self.console.print(f"{self.label}: refit on all {rows:,} rows, the validation days included, for {steps:,} "
+                           f"steps (the selected model's epochs)")
+        self.label = f"{self.label} refit"
+
 
 _PASSES = {"scan": "validating the log", "fit": "fitting the encoder", "encode": "encoding into the cache"}
 

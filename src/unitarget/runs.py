@@ -97,13 +97,16 @@ class TrainingRecord:
     #: the run's optimiser steps at the best validation (``train.validate_every`` validates inside epochs); absent in
     #: older runs, whose history rows have no ``step`` either
     best_step: int | None = None
+    #: with ``train.refit``: how the published model was trained again on every row after selection (epochs and
+    #: optimiser steps, rows, seconds); the history and ``best_valid_score`` are the selected model's
+    refit: dict[str, Any] | None = None
     run_format: int = field(default=RUN_FORMAT)
 
     def to_dict(self) -> dict[str, Any]:
         """``training.json``'s keys (the span as ``rows``, ``train_range``, ``valid_range``, as in
         run format 1, so readers of older runs read these too)."""
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "span"}
-        for optional in ("old_heads_valid_ap", "valid_window", "best_step"):
+        for optional in ("old_heads_valid_ap", "valid_window", "best_step", "refit"):
             if out[optional] is None:
                 del out[optional]
         span = self.span

@@ -55,23 +55,27 @@ def cache_settings(config: Config) -> dict[str, Any]:
             "chunk_rows": config.stream.chunk_rows}
 
 
-def prepare_cache(data: str | Path, config: Config, root: Path, progress: Progress | None = None) -> EncodedCache:
-    """The encoded cache of ``data`` under ``root``: the one built before if its key matches, else a new one."""
-    key = cache_key(data, cache_settings(config))
+def prepare_cache(data: str | Path, config: Config, root: Path, progress: Progress | None = None, *,
+                  refit: bool = False) -> EncodedCache:
+    """The encoded cache of ``data`` under ``root``: the one built before if its key matches, else a new one.
+    ``refit`` (``train.refit``): the encoder is fitted on every training row and they all go to the fit shards, the
+    validation days' too; the validation shard is empty."""
+    key = cache_key(data, cache_settings(config) | {"refit": refit})
     found = EncodedCache.open(root / key)
     if found is not None:
         return found
     root.mkdir(parents=True, exist_ok=True)
     report = progress or (lambda phase, rows: None)
     cut = _scan(data, config, report)
-    encoder, span = _fit(data, config, cut, report)
+    encoder, span = _fit(data, config, cut, report, refit)
     build = CacheBuild(root, key, encoder)
     try:
-        for _, older, newest in _split_chunks(data, config, cut, report, "encode"):
-            for source in np.unique(_sources(older)):
-                build.append_train(str(source), encoder.transform(older.filter(pc.equal(
-                    older.column(contract.SOURCE).cast(pa.string()), source))))
-            if newest.num_rows:
+        for table, older, newest in _split_chunks(data, config, cut, report, "encode"):
+            fitted = table if refit else older
+            for source in np.unique(_sources(fitted)):
+                build.append_train(str(source), encoder.transform(fitted.filter(pc.equal(
+                    fitted.column(contract.SOURCE).cast(pa.string()), source))))
+            if newest.num_rows and not refit:
                 build.valid.append(encoder.transform(newest))
         return build.publish({"cut": {**cut.to_dict(), "at": cut.at}, "span": asdict(span)})
     except BaseException:
@@ -95,8 +99,10 @@ def _scan(data: str | Path, config: Config, report: Progress) -> Cut:
     return Cut.plan(oldest, newest, config.train.valid_days, purpose="validation", setting=_SETTING)
 
 
-def _fit(data: str | Path, config: Config, cut: Cut, report: Progress) -> tuple[FeatureEncoder, DataSpan]:
-    """Pass 2: the encoder fitted on the rows before the cut; the split checked as ``split_newest_days`` checks it."""
+def _fit(data: str | Path, config: Config, cut: Cut, report: Progress,
+         refit: bool) -> tuple[FeatureEncoder, DataSpan]:
+    """Pass 2: the encoder fitted on the rows before the cut (``refit``: on every training row); the split checked as
+    ``split_newest_days`` checks it."""
     sides: dict[str, list[int]] = {}
     ranges = {"older": _Range(), "newest": _Range()}
 
@@ -107,8 +113,9 @@ def _fit(data: str | Path, config: Config, cut: Cut, report: Progress) -> tuple[
                 total[0], total[1] = total[0] + counts[0], total[1] + counts[1]
             ranges["older"].add(older)
             ranges["newest"].add(newest)
-            if older.num_rows:
-                yield older
+            fitted = table if refit else older
+            if fitted.num_rows:
+                yield fitted
 
     encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
                              config.shared_vocabularies()).fit_chunks(older_rows())

@@ -115,6 +115,10 @@ def _train_command(data: Path, out: Path, config, preset: str | None, resume: bo
         where = "" if validations == epochs else f" (step {record.best_step}; {validations} validations)"
         console.print(f"model written to {out}{ranks}: best epoch {record.best_epoch + 1} of {epochs}{where}, "
                       f"validation score {record.best_valid_score:.4f} (details in {out / TRAINING_FILE})")
+        if record.refit is not None:
+            console.print(f"  refit on all {record.refit['rows']:,} rows, the validation days included: "
+                          f"{record.refit['epochs']:.2f} epochs ({record.refit['steps']} steps, "
+                          f"{record.refit['seconds']:.0f} s); the validation score is the selected model's")
 
 
 @app.command()

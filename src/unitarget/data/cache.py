@@ -217,7 +217,8 @@ class CacheBuild:
 
     def publish(self, info: dict[str, Any]) -> EncodedCache:
         """Close the shards, write the manifest, rename the directory into place and remove the root's older caches
-        (another key: another log or settings, never read again)."""
+        (another key: another log or settings, never read again; a directory without a manifest is not a cache of
+        this root and is left alone: the refit's root inside it, ``pipeline.train``)."""
         manifest = {"format": CACHE_FORMAT, "key": self.key, "widths": self.widths, "encoder": self.encoder.to_dict(),
                     "train_rows": {s: w.close() for s, w in self.train.items()}, "valid_rows": self.valid.close(),
                     "info": info}
@@ -226,7 +227,7 @@ class CacheBuild:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(self.tmp, final)
         for other in self.root.iterdir():
-            if other.name != self.key and not other.name.startswith("."):
+            if other.name != self.key and not other.name.startswith(".") and (other / MANIFEST_FILE).is_file():
                 shutil.rmtree(other, ignore_errors=True)
         cache = EncodedCache.open(final)
         if cache is None:

@@ -63,6 +63,11 @@ class TrainingHooks(Protocol):
         """After each epoch, with the record of its end-of-epoch validation (``on_validation`` had it first)."""
         ...
 
+    def on_refit(self, rows: int, steps: int) -> None:
+        """After selection, before a refit (``train.refit``) trains a fresh model ``steps`` optimiser steps on all
+        ``rows`` training rows; its ``on_step`` calls follow, and nothing is validated."""
+        ...
+
 
 class SilentHooks:
     """Hooks that report nothing (library calls, tests)."""
@@ -74,6 +79,9 @@ class SilentHooks:
         """Nothing."""
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """Nothing."""
+
+    def on_refit(self, rows: int, steps: int) -> None:
         """Nothing."""
 
 
@@ -97,6 +105,11 @@ class ChainedHooks:
         """Each hook's ``on_epoch_end``."""
         for hook in self.hooks:
             hook.on_epoch_end(record)
+
+    def on_refit(self, rows: int, steps: int) -> None:
+        """Each hook's ``on_refit``."""
+        for hook in self.hooks:
+            hook.on_refit(rows, steps)
 
 
 class TrainingStore(Protocol):
@@ -180,16 +193,18 @@ def fit(
     batches: BatchStream,
     *,
     balancer: LossBalancer,
-    validate: Validate,
+    validate: Validate | None,
     train_config: TrainConfig,
     optim_config: OptimConfig,
     store: TrainingStore,
     resume: bool = False,
     hooks: TrainingHooks = SilentHooks(),
     distributed: DistributedContext = DistributedContext(),
+    steps: int | None = None,
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best validation weights (of the average, with
-    ``train.ema_decay``).
+    ``train.ema_decay``), or with ``steps`` (a refit: ``validate`` is never called) the weights after that many
+    optimiser steps, on the same learning-rate schedule.
 
     ``resume`` continues from the store's last checkpoint, an epoch-end one or (with
     ``train.checkpoint_every_steps`` / ``_minutes``) one between two steps, and reaches the weights
@@ -197,6 +212,8 @@ def fit(
     ``training.distributed``) ``batches`` are the global batches, of which this rank trains its share;
     rank 0 validates and writes the store, and every rank gets its decisions.
     """
+    if (validate is None) == (steps is None):
+        raise ValueError("fit selects on validate, or (a refit) trains a given number of steps: one of the two")
     store, batches = distributed.store(store), distributed.batches(batches)
     # The average copies the model's modules, so before DDP wraps them; rank 0 alone scores and publishes it.
     average = WeightAverage(model, train_config.ema_decay) if train_config.ema_decay and distributed.is_main else None
@@ -207,9 +224,11 @@ def fit(
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()
     checkpoints = _Checkpoints(store, parts, CheckpointTrigger(train_config.checkpoint_every_steps,
                                                                train_config.checkpoint_every_minutes))
-    selection = _Selection(validate, model if average is None else average.model, store, distributed, hooks,
-                           train_config.patience, len(batches), validation_steps(train_config.validate_every,
-                                                                                 len(batches)))
+    scored = model if average is None else average.model
+    selection: _Selection | _FixedSteps = (
+        _Selection(validate, scored, store, distributed, hooks, train_config.patience, len(batches),
+                   validation_steps(train_config.validate_every, len(batches)))
+        if validate is not None else _FixedSteps(scored, store, len(batches), steps))
     while state.epoch < train_config.max_epochs and not selection.stopped(state):
         _train_epoch(parts, replica, tasks, batches, state, train_config.use_bf16, hooks, checkpoints, selection)
         if selection.stopped(state):  # by a validation inside the epoch: checkpointed, so a resume trains no more
@@ -274,6 +293,29 @@ class _Selection:
 
 
 @dataclass
+class _FixedSteps:
+    """A refit's stand-in for ``_Selection``: nothing is validated; the weights after ``target`` optimiser steps of the
+    run (the average's, with ``train.ema_decay``) are handed to the store, at every epoch's end on the way (so an
+    epoch-end checkpoint and the weights agree) and at the target, where training stops."""
+
+    scored: MultiTaskModel
+    store: TrainingStore
+    steps: int  # per epoch
+    target: int
+
+    def due(self, state: TrainState) -> bool:
+        return state.epoch * self.steps + state.step == self.target
+
+    def stopped(self, state: TrainState) -> bool:
+        return state.epoch * self.steps + state.step >= self.target
+
+    def validate(self, state: TrainState) -> dict[str, Any]:
+        self.store.save_best(self.scored.state_dict())
+        return {"epoch": state.epoch, "step": state.epoch * self.steps + state.step,
+                "fraction": state.step / max(1, self.steps)}
+
+
+@dataclass
 class _Parts:
     """What a checkpoint holds besides the loop's counters."""
 
@@ -324,7 +366,8 @@ class _Checkpoints:
 
 
 def _train_epoch(parts: _Parts, replica: Replica, tasks: TaskSet, batches: BatchStream, state: TrainState,
-                 bf16: bool, hooks: TrainingHooks, checkpoints: _Checkpoints, selection: _Selection) -> None:
+                 bf16: bool, hooks: TrainingHooks, checkpoints: _Checkpoints,
+                 selection: _Selection | _FixedSteps) -> None:
     """Epoch ``state.epoch`` from step ``state.step`` on (0, or where a mid-epoch checkpoint stopped), adding its
     steps, losses, examples and time to ``state``, validating and checkpointing between steps when due, and
     returning early when a validation stops training. The forward goes through ``replica.net`` (the model, or
