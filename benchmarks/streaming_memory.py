@@ -34,7 +34,7 @@ import json, sys, time
 from unitarget.config import Config, merge
 from unitarget.pipeline import load_log, train
 from unitarget.streaming import prepare_cache
-from unitarget.training.loop import SilentHooks
+from unitarget.training.hooks import SilentHooks
 log, out, mode, epochs, threads, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 class Stop(Exception):
     pass

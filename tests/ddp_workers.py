@@ -45,7 +45,7 @@ def train_rank(rank: int, world: int, port: int, jobs: list[Job], results: str) 
     from unitarget.config import config_from_mapping
     from unitarget.pipeline import train
     from unitarget.training.distributed import from_env
-    from unitarget.training.loop import SilentHooks
+    from unitarget.training.hooks import SilentHooks
 
     context = None
     for job in jobs:  # one process group for all (from_env keeps a running one): destroyed after the last job

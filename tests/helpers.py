@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
-from unitarget.training.loop import SilentHooks
+from unitarget.training.hooks import SilentHooks
 
 
 def tiny_layout(n_categorical: int = 3, bag_len: int = 2, rows_per_feature: int = 5, dense: int = 1) -> FeatureLayout:

@@ -21,7 +21,7 @@ from unitarget.io import remove_temporary_files
 from unitarget.pipeline import load_model, train
 from unitarget.runs import CHECKPOINT_FILE, DataSpan, Staging, fingerprint, training_part
 from unitarget.training import checkpoint, trigger
-from unitarget.training.loop import SilentHooks
+from unitarget.training.hooks import SilentHooks
 from unitarget.training.trigger import CheckpointTrigger
 from tests.helpers import StopAt
 

@@ -14,7 +14,8 @@ from unitarget.config import merge
 from unitarget.errors import ContractError, UnitargetError
 from unitarget.pipeline import load_model, train, write_predictions
 from unitarget.presets import apply_preset
-from unitarget.training.loop import SilentHooks, TrainingDivergedError
+from unitarget.training.hooks import SilentHooks
+from unitarget.training.loop import TrainingDivergedError
 
 
 def _same_weights(a, b) -> bool:

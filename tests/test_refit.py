@@ -11,7 +11,8 @@ from unitarget.data.features import FeatureEncoder
 from unitarget.data.vocabulary import OOV
 from unitarget.pipeline import head_aps, split_training_log, train
 from unitarget.training.batches import ValidationRows
-from unitarget.training.loop import MemoryStore, SilentHooks, fit
+from unitarget.training.hooks import SilentHooks
+from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.tasks import labels_of
 

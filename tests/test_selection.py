@@ -17,7 +17,8 @@ from unitarget.pipeline import train
 from unitarget.presets import apply_preset
 from unitarget.runs import best_validation, epochs_trained
 from unitarget.training.ema import WARMUP, WeightAverage
-from unitarget.training.loop import MemoryStore, SilentHooks, fit
+from unitarget.training.hooks import SilentHooks
+from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
 from unitarget.training.trigger import validation_steps
 

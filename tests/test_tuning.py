@@ -12,7 +12,7 @@ from unitarget.config import load_config, merge
 from unitarget.errors import UnitargetError
 from unitarget.tuning import tune
 from unitarget.tuning.space import SEARCH_SPACE, overrides, suggest
-from unitarget.training.loop import SilentHooks
+from unitarget.training.hooks import SilentHooks
 from unitarget.tuning.study import CACHE_DIR, TRIALS_DIR
 
 optuna = pytest.importorskip("optuna")

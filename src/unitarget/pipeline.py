@@ -7,7 +7,7 @@ training builds is ``training.setup``'s; this module wires them to the contract'
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from unitarget import contract
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
 from unitarget.data.cache import EncodedCache
@@ -26,83 +25,24 @@ from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import UnitargetError
 from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
 from unitarget.evaluation.batches import evaluate_batch
-from unitarget.evaluation.heads import channel_targets, head_targets, selection_score, selection_targets
+from unitarget.evaluation.heads import head_targets, selection_score, selection_targets
 from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
-                            run_fingerprint, save_run)
+                            run_fingerprint)
 from unitarget.scoring import predict_probabilities
 from unitarget.streaming import Progress, prepare_cache
+from unitarget.trained import TrainedModel
 from unitarget.training.batches import TrainingRows, ValidationRows
 from unitarget.training.distributed import DistributedContext
-from unitarget.training.loop import MemoryStore, SilentHooks, TrainingHooks, fit
+from unitarget.training.hooks import SilentHooks, TrainingHooks
+from unitarget.training.loop import fit
+from unitarget.training.refit import RefitRows, train_again
 from unitarget.training.setup import build_setup
-from unitarget.training.tasks import TaskSet, labels_of
+from unitarget.training.tasks import labels_of
 from unitarget.training.windows import CachedRows
-
-
-@dataclass
-class TrainedModel:
-    """A trained model with the configuration and fitted encoder it needs to score contract rows."""
-
-    config: Config
-    encoder: FeatureEncoder
-    model: MultiTaskModel
-    #: how it was trained (``training.json``); None for a model assembled by hand
-    record: TrainingRecord | None = None
-
-    @property
-    def tasks(self) -> TaskSet:
-        """The model's tasks with their masks, in output-column order."""
-        return TaskSet(self.config.tasks, self.config.sources)
-
-    def encode(self, table: pa.Table) -> Batch:
-        """Encode validated contract rows exactly as training did (unknown ids -> OOV rows)."""
-        return self.encoder.transform(table)
-
-    def probabilities(self, table: pa.Table) -> np.ndarray:
-        """(N, T) probabilities for a validated, ts-normalised table, in ``config.tasks`` order."""
-        return predict_probabilities(self.model, self.encoder.transform_features(table),
-                                     self.config.train.eval_batch_size, self.config.train.use_bf16)
-
-    def predict(self, table: pa.Table) -> pa.Table:
-        """The contract's predictions: ``impression_id`` and ``p_<task>``, row for row."""
-        probs = self.probabilities(table)
-        columns = {contract.IMPRESSION_ID: table.column(contract.IMPRESSION_ID)}
-        for j, task in enumerate(self.model.task_names):
-            columns[contract.prediction_column(task)] = pa.array(probs[:, j])
-        return pa.table(columns)
-
-    def evaluation_targets(self) -> tuple[EvalTarget, ...]:
-        """Promotions AP and Ads AP (the paper's two columns), then every other head on its label."""
-        return channel_targets(self.config)
-
-    def evaluate(self, table: pa.Table, targets: Sequence[EvalTarget] | None = None,
-                 segments: Sequence[str] = SEGMENTS, *, informed: InformedOracle | None = None) -> EvaluationResult:
-        """AP, ROC-AUC, log loss and calibration of ``targets`` (default ``evaluation_targets``)
-        per popularity segment on labelled contract rows, with the oracle AP where the log carries
-        true probabilities and the informed-oracle AP with ``informed`` (synthetic logs). The table
-        is held whole; ``evaluate_log`` streams a log instead."""
-        targets = self.evaluation_targets() if targets is None else tuple(targets)
-        oracle = informed.probabilities(table) if informed is not None else None
-        return self.evaluation_rows(table, targets, oracle).evaluate(targets, segments)
-
-    def evaluation_rows(self, table: pa.Table, targets: Sequence[EvalTarget],
-                        informed: Mapping[str, np.ndarray] | None = None) -> EvalRows:
-        """Encode and score ``table`` and keep what the metrics of ``targets`` read of each row, with
-        the informed oracle's probabilities of those rows if given (the one step ``evaluate`` and
-        ``evaluate_log`` share, so they cannot disagree)."""
-        batch = self.encode(table)
-        probs = predict_probabilities(self.model, batch.features, self.config.train.eval_batch_size,
-                                      self.config.train.use_bf16)
-        return EvalRows.of(table, batch.targets, probs, self.model.task_names, targets, self.config.sources,
-                           informed)
-
-    def save(self, run_dir: str | Path) -> None:
-        """Write this model as a run directory (config, encoder, weights, and the record if any)."""
-        save_run(run_dir, self.config, self.encoder, self.model.state_dict(), self.record)
 
 
 def load_model(run_dir: str | Path) -> TrainedModel:
@@ -141,27 +81,28 @@ def train(
     ``_minutes``; it reaches the weights the uninterrupted run would have. Under ``distributed``
     (torchrun: ``training.distributed.from_env``) rank 0 builds the encoded cache and the other
     ranks read it (a table in memory: every rank fits the same deterministic encoder), each rank
-    trains its share of every global batch, and rank 0 alone writes ``out``.
+    trains its share of every global batch, and rank 0 alone writes ``out``. With ``train.refit``
+    (the default) the model selected on the validation days then says only how long to train: a
+    fresh model trains that long on every row, those days included (``training.refit``; a log on
+    disk through a second cache of every row), and is the one published.
     """
     started, out = time.perf_counter(), Path(out)
-    everything: Callable[[], _Refit]
+    everything: Callable[[], RefitRows]
     if isinstance(data, pa.Table):
         split = split_training_log(data, config)
         encoder = _encoder(config).fit(split.older)
         prepared = _in_memory(split, encoder)
 
-        def everything() -> _Refit:
+        def everything() -> RefitRows:
             rows = pa.concat_tables([split.older, split.newest])
             refit_encoder = _encoder(config).fit(rows)
-            return _Refit(refit_encoder, refit_encoder.transform(rows), rows.num_rows)
+            return RefitRows(refit_encoder, refit_encoder.transform(rows), rows.num_rows)
     else:
         root = Path(cache) if cache is not None else out.parent / f".{out.name}.cache"
 
         def cached(refit: bool) -> EncodedCache:
-            # A root of its own for the refit's cache: building one in a root removes that root's other caches.
             with distributed.main_first():  # rank 0 builds the cache; the others then find it and read it
-                return prepare_cache(data, config, root / REFIT_CACHE if refit else root,
-                                     progress if distributed.is_main else None, refit=refit)
+                return prepare_cache(data, config, root, progress if distributed.is_main else None, refit=refit)
 
         encoded = cached(refit=False)
         encoder = encoded.encoder
@@ -169,30 +110,16 @@ def train(
                              _span(encoded.info["span"]), _window(encoded.info["cut"]),
                              {"cache": encoded.key, "stream": config.stream.model_dump()})
 
-        def everything() -> _Refit:
+        def everything() -> RefitRows:
             encoded_all = cached(refit=True)
-            return _Refit(encoded_all.encoder, CachedRows(encoded_all, config.sources), encoded_all.train_rows)
+            return RefitRows(encoded_all.encoder, CachedRows(encoded_all, config.sources), encoded_all.train_rows)
     return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started,
                               distributed=distributed, refit=everything if config.train.refit else None)
-
-
-#: The refit's cache root, inside the run's cache root (``train.refit`` on a log on disk).
-REFIT_CACHE = "refit"
 
 
 def _encoder(config: Config) -> FeatureEncoder:
     """An unfitted encoder of ``config``'s features, sources, labels and shared vocabularies."""
     return FeatureEncoder(config.features, config.sources, labels_of(config.tasks), config.shared_vocabularies())
-
-
-@dataclass(frozen=True)
-class _Refit:
-    """What ``train.refit`` trains the published model on: every row of the training log, the validation days
-    included, encoded by an encoder fitted on them all (so an id first seen in those days has its own row)."""
-
-    encoder: FeatureEncoder
-    rows: Batch | TrainingRows
-    count: int
 
 
 def finetune(
@@ -310,7 +237,7 @@ def _train_and_publish(
     fresh_towers: Sequence[str] | None = None,
     base: TrainedModel | None = None,
     distributed: DistributedContext = DistributedContext(),
-    refit: Callable[[], _Refit] | None = None,
+    refit: Callable[[], RefitRows] | None = None,
 ) -> TrainedModel:
     """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP). With
     ``refit``, the model selected on validation decides only how long to train: a fresh model trains that many epochs
@@ -331,7 +258,10 @@ def _train_and_publish(
         old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
     if refit is not None:
         selected_valid = head_aps(trained, prepared.valid, trained.evaluation_targets())
-        trained, again = _train_again(refit(), config, state.best_step / len(setup.batches), hooks, distributed)
+        rows = refit()
+        model, again = train_again(rows, config, state.best_step / len(setup.batches), hooks or SilentHooks(),
+                                   distributed)
+        trained = TrainedModel(config, rows.encoder, model)
         again["selected_valid_ap"] = selected_valid
         distributed.from_main(lambda: staging.save_best(trained.model.state_dict()))
     published = trained.encoder
@@ -345,23 +275,6 @@ def _train_and_publish(
     )
     distributed.from_main(lambda: staging.publish(config, published, trained.record))
     return trained
-
-
-def _train_again(data: _Refit, config: Config, epochs: float, hooks: TrainingHooks | None,
-                 distributed: DistributedContext) -> tuple[TrainedModel, dict[str, Any]]:
-    """A fresh model of ``config`` trained ``epochs`` (the selected model's, a fraction counted) on ``data``, on the
-    same schedule over ``train.max_epochs`` of its own epochs, and what its record says of it. Not checkpointed: a
-    resumed run whose selection had finished trains this part again from its start."""
-    started = time.perf_counter()
-    setup = build_setup(config, data.encoder.layout_, data.rows)
-    steps = max(1, round(epochs * len(setup.batches)))
-    hooks = hooks or SilentHooks()
-    hooks.on_refit(data.count, steps)
-    fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer, validate=None,
-        train_config=config.train, optim_config=config.optim, store=MemoryStore(), hooks=hooks,
-        distributed=distributed, steps=steps)
-    return TrainedModel(config, data.encoder, setup.model), {
-        "epochs": epochs, "steps": steps, "rows": data.count, "seconds": time.perf_counter() - started}
 
 
 def trained_on(run_dir: Path, table: pa.Table, config: Config) -> bool:

@@ -34,7 +34,7 @@ from unitarget.simulation import SimulationResult
 from unitarget.studies.ablation import paper_variants
 from unitarget.studies.table1 import run_setups
 from unitarget.synth import World, WorldParams, write_synthetic_dataset
-from unitarget.training.loop import SilentHooks, TrainingHooks
+from unitarget.training.hooks import SilentHooks, TrainingHooks
 
 REPORT_FILE = "REPORT.md"
 

@@ -44,6 +44,8 @@ log = logging.getLogger("unitarget")
 #: Told the pass (``"scan"``, ``"fit"``, ``"encode"``) and the log rows it has read so far.
 Progress = Callable[[str, int], None]
 _SETTING = "train.valid_days"
+#: The refit's cache root, inside the run's (``train.refit`` on a log on disk).
+REFIT_CACHE = "refit"
 
 
 def cache_settings(config: Config) -> dict[str, Any]:
@@ -59,7 +61,9 @@ def prepare_cache(data: str | Path, config: Config, root: Path, progress: Progre
                   refit: bool = False) -> EncodedCache:
     """The encoded cache of ``data`` under ``root``: the one built before if its key matches, else a new one.
     ``refit`` (``train.refit``): the encoder is fitted on every training row and they all go to the fit shards, the
-    validation days' too; the validation shard is empty."""
+    validation days' too; the validation shard is empty; it lives in ``root / REFIT_CACHE``."""
+    if refit:  # a root of its own: publishing a cache removes the other caches of its root
+        root = root / REFIT_CACHE
     key = cache_key(data, cache_settings(config) | {"refit": refit})
     found = EncodedCache.open(root / key)
     if found is not None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from unitarget.errors import UnitargetError
 from unitarget.runs import TrainingRecord
-from unitarget.training.loop import SilentHooks, TrainingHooks
+from unitarget.training.hooks import SilentHooks, TrainingHooks
 
 #: ``--track`` values.
 TRACKERS = ("mlflow",)

@@ -93,7 +93,7 @@ def _train_command(data: Path, out: Path, config, preset: str | None, resume: bo
     from unitarget.progress import RichCacheProgress, RichTrainingHooks
     from unitarget.runs import CONFIG_FILE, TRAINING_FILE, epochs_trained
     from unitarget.tracking import NO_TRACKER, make_tracker, record_metrics
-    from unitarget.training.loop import ChainedHooks, SilentHooks
+    from unitarget.training.hooks import ChainedHooks, SilentHooks
 
     # the store beside the run: publishing replaces --out whole
     tracker = make_tracker(*track, out.parent, "unitarget train") if context.is_main else NO_TRACKER

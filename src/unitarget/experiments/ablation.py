@@ -18,7 +18,7 @@ from unitarget.reports.new_objective import new_objective_section
 from unitarget.studies.ablation import paper_variants, run_ablation
 from unitarget.studies.new_objective import run_new_objective_study
 from unitarget.tracking import NO_RUN, TrackedRun
-from unitarget.training.loop import SilentHooks, TrainingHooks
+from unitarget.training.hooks import SilentHooks, TrainingHooks
 
 ABLATION_FILE = "ABLATION.md"
 

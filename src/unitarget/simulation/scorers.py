@@ -21,7 +21,7 @@ import pyarrow as pa
 from unitarget import contract
 from unitarget.errors import UnitargetError
 from unitarget.evaluation.heads import objective_weights
-from unitarget.pipeline import TrainedModel
+from unitarget.trained import TrainedModel
 from unitarget.simulation.market import Marketplace
 from unitarget.synth import World, vocab
 from unitarget.synth.placements import Placements, SampledLog

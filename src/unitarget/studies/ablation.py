@@ -28,7 +28,7 @@ from unitarget.pipeline import TrainedModel, load_model, train, trained_on
 from unitarget.presets import ABLATION_VARIANTS, BASELINE_PRESET, Variant
 from unitarget.runs import TRAINING_FILE
 from unitarget.tracking import NO_RUN, TrackedRun, record_metrics
-from unitarget.training.loop import ChainedHooks, SilentHooks, TrainingHooks
+from unitarget.training.hooks import ChainedHooks, SilentHooks, TrainingHooks
 
 #: Ads AP on ad impressions of shows with little ad history but some promotion history in the
 #: training days: the slice the paper's cold-start story rests on.

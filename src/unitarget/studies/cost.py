@@ -24,7 +24,8 @@ from unitarget.data.features import FeatureLayout
 from unitarget.models import MultiTaskModel
 from unitarget.scoring import predict_probabilities
 from unitarget.training.batches import FirstBatches
-from unitarget.training.loop import MemoryStore, SilentHooks, fit
+from unitarget.training.hooks import SilentHooks
+from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import TrainingSetup, build_setup
 
 

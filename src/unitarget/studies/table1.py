@@ -15,7 +15,7 @@ from unitarget.evaluation import EvaluationResult
 from unitarget.evaluation.informed import InformedOracle
 from unitarget.io import atomic_write_json
 from unitarget.pipeline import train
-from unitarget.training.loop import SilentHooks, TrainingHooks
+from unitarget.training.hooks import SilentHooks, TrainingHooks
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from unitarget.pipeline import train
 from unitarget.runs import TRAINING_FILE, Staging
 from unitarget.streaming import Progress
 from unitarget.tracking import NO_TRACKER, TrackedRun, Tracker, record_metrics
-from unitarget.training.loop import ChainedHooks, SilentHooks, TrainingDivergedError, TrainingHooks
+from unitarget.training.hooks import ChainedHooks, SilentHooks, TrainingHooks
+from unitarget.training.loop import TrainingDivergedError
 from unitarget.tuning.outputs import TrialSummary, write_outputs
 from unitarget.tuning.space import SEARCH_SPACE, Param, overrides, suggest
 
