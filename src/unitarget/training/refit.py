@@ -35,6 +35,14 @@ class RefitRows:
     count: int
 
 
+class _WeightsOnly(MemoryStore):
+    """The refit's store: the weights handed to it, and no checkpoint (a refit is never resumed, and a copy of the
+    optimiser's state each epoch would double the memory of a large id table for nothing)."""
+
+    def save_checkpoint(self, payload: dict[str, Any]) -> None:
+        """Nothing kept."""
+
+
 def train_again(data: RefitRows, config: Config, epochs: float, hooks: TrainingHooks,
                 distributed: DistributedContext) -> tuple[MultiTaskModel, dict[str, Any]]:
     """A fresh model of ``config`` trained ``epochs`` (the selected model's) on ``data``, and what the run's record
@@ -45,6 +53,6 @@ def train_again(data: RefitRows, config: Config, epochs: float, hooks: TrainingH
     steps = max(1, round(epochs * len(setup.batches)))
     hooks.on_refit(data.count, steps)
     fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer, validate=None,
-        train_config=config.train, optim_config=config.optim, store=MemoryStore(), hooks=hooks,
+        train_config=config.train, optim_config=config.optim, store=_WeightsOnly(), hooks=hooks,
         distributed=distributed, steps=steps)
     return setup.model, {"epochs": epochs, "steps": steps, "rows": data.count, "seconds": time.perf_counter() - started}
