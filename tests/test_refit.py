@@ -9,7 +9,8 @@ from unitarget.config import merge
 from unitarget.data.cache import MANIFEST_FILE
 from unitarget.data.features import FeatureEncoder
 from unitarget.data.vocabulary import OOV
-from unitarget.pipeline import head_aps, split_training_log, train
+from unitarget.errors import UnitargetError
+from unitarget.pipeline import head_aps, same_training_days, split_training_log, train
 from unitarget.training.batches import ValidationRows
 from unitarget.training.hooks import SilentHooks
 from unitarget.training.loop import MemoryStore, fit
@@ -52,6 +53,9 @@ def test_the_record_keeps_the_selected_models_validation_figures(tiny_log, tmp_p
     rows = split_training_log(tiny_log, fast_config)
     assert refit.record.refit["rows"] == rows.older.num_rows + rows.newest.num_rows
     assert selected.record.refit is None
+    with pytest.raises(UnitargetError, match="was refit on its validation days and the baseline was not"):
+        same_training_days(refit, selected)  # a baseline that did not see the newest days is no fair comparison
+    same_training_days(refit, refit)
     assert not all(torch.equal(a, b) for a, b in zip(refit.model.state_dict().values(),
                                                      selected.model.state_dict().values()))
 

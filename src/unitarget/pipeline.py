@@ -367,9 +367,14 @@ def evaluate_log(model: TrainedModel, data: str | Path | pa.Table, targets: Sequ
 
 
 def same_training_days(model: TrainedModel, baseline: TrainedModel) -> None:
-    """Raise ``UnitargetError`` unless both models were fitted and validated on the same days."""
+    """Raise ``UnitargetError`` unless both models were fitted and validated on the same days, and both or neither
+    refit on the validation days too (``train.refit``)."""
     spans = [m.record.span if m.record is not None else None for m in (model, baseline)]
     if spans[0] is None or spans[1] is None or not spans[0].same_days(spans[1]):
         days = ["none" if s is None else f"fit {list(s.train_range)}, validation {list(s.valid_range)}" for s in spans]
         raise UnitargetError(f"the baseline was not trained on the model's days ({days[1]} against {days[0]}): "
                              "train both on the same log")
+    refit = [m.record.refit is not None for m in (model, baseline)]
+    if refit[0] != refit[1]:
+        raise UnitargetError(f"the {'model' if refit[0] else 'baseline'} was refit on its validation days and the "
+                             f"{'baseline' if refit[0] else 'model'} was not (train.refit): train both the same way")
