@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 from unitarget.cli import app
 from unitarget.config import load_config, merge
 from unitarget.errors import UnitargetError
+from unitarget.streaming import REFIT_CACHE
+from unitarget.training.hooks import SilentHooks
 from unitarget.tuning import tune
 from unitarget.tuning.space import SEARCH_SPACE, overrides, suggest
-from unitarget.training.hooks import SilentHooks
 from unitarget.tuning.study import CACHE_DIR, TRIALS_DIR
 
 optuna = pytest.importorskip("optuna")
@@ -67,7 +68,10 @@ def test_an_interrupted_study_resumes_to_exactly_the_trials_asked_and_best_toml_
     assert started == [2, 3]  # only the missing trials ran
     states = [t.state for t in result.trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
-    assert len(list((out / CACHE_DIR).iterdir())) == 1  # one encoded cache, built once
+    # one encoded cache, built once, and the refit's (train.refit: trials that complete refit on every row)
+    caches = sorted(p.name for p in (out / CACHE_DIR).iterdir())
+    assert len(caches) == 2 and REFIT_CACHE in caches
+    assert len(list((out / CACHE_DIR / REFIT_CACHE).iterdir())) == 1
     best = max((t for t in result.trials if t.state == "COMPLETE"), key=lambda t: t.value)
     assert result.best.number == best.number
     assert [p.name for p in (out / TRIALS_DIR).iterdir()] == [f"{best.number:04d}"]  # only the best run is kept
