@@ -7,15 +7,13 @@ import torch
 
 from unitarget.config import merge
 from unitarget.data.cache import MANIFEST_FILE
-from unitarget.data.features import FeatureEncoder
 from unitarget.data.vocabulary import OOV
 from unitarget.errors import UnitargetError
 from unitarget.pipeline import head_aps, same_training_days, split_training_log, train
 from unitarget.training.batches import ValidationRows
 from unitarget.training.hooks import SilentHooks
 from unitarget.training.loop import MemoryStore, fit
-from unitarget.training.setup import build_setup
-from unitarget.training.tasks import labels_of
+from unitarget.training.setup import build_setup, encoder_for
 
 
 def _only_in_validation(log, config, column="creative_id"):
@@ -73,8 +71,7 @@ class _Steps(SilentHooks):
 
 
 def test_fit_with_a_step_budget_trains_exactly_that_many_steps_across_epochs(tiny_log, fast_config, one_thread):
-    encoder = FeatureEncoder(fast_config.features, fast_config.sources, labels_of(fast_config.tasks),
-                             fast_config.shared_vocabularies()).fit(tiny_log)
+    encoder = encoder_for(fast_config).fit(tiny_log)
     rows = encoder.transform(tiny_log)
     setup = build_setup(fast_config, encoder.layout_, rows)
     per_epoch = len(setup.batches)

@@ -40,7 +40,7 @@ from unitarget.training.distributed import DistributedContext
 from unitarget.training.hooks import SilentHooks, TrainingHooks
 from unitarget.training.loop import fit
 from unitarget.training.refit import RefitRows, train_again
-from unitarget.training.setup import build_setup
+from unitarget.training.setup import build_setup, encoder_for
 from unitarget.training.tasks import labels_of
 from unitarget.training.windows import CachedRows
 
@@ -90,12 +90,12 @@ def train(
     everything: Callable[[], RefitRows]
     if isinstance(data, pa.Table):
         split = split_training_log(data, config)
-        encoder = _encoder(config).fit(split.older)
+        encoder = encoder_for(config).fit(split.older)
         prepared = _in_memory(split, encoder)
 
         def everything() -> RefitRows:
             rows = pa.concat_tables([split.older, split.newest])
-            refit_encoder = _encoder(config).fit(rows)
+            refit_encoder = encoder_for(config).fit(rows)
             return RefitRows(refit_encoder, refit_encoder.transform(rows), rows.num_rows)
     else:
         root = Path(cache) if cache is not None else out.parent / f".{out.name}.cache"
@@ -115,11 +115,6 @@ def train(
             return RefitRows(encoded_all.encoder, CachedRows(encoded_all, config.sources), encoded_all.train_rows)
     return _train_and_publish(prepared, out, config, encoder, resume=resume, hooks=hooks, started=started,
                               distributed=distributed, refit=everything if config.train.refit else None)
-
-
-def _encoder(config: Config) -> FeatureEncoder:
-    """An unfitted encoder of ``config``'s features, sources, labels and shared vocabularies."""
-    return FeatureEncoder(config.features, config.sources, labels_of(config.tasks), config.shared_vocabularies())
 
 
 def finetune(
@@ -242,6 +237,7 @@ def _train_and_publish(
     """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP). With
     ``refit``, the model selected on validation decides only how long to train: a fresh model trains that many epochs
     on ``refit()``'s rows and is published instead (its validation figures are the selected model's)."""
+    hooks = hooks or SilentHooks()
     setup = build_setup(config, encoder.layout_, prepared.rows, prepare=prepare, fresh_towers=fresh_towers)
     staging = Staging(out)
     distributed.from_main(lambda: staging.start(fingerprint(config, prepared.span, prepared.streamed), resume=resume))
@@ -249,7 +245,7 @@ def _train_and_publish(
         setup.model, setup.tasks, setup.batches, balancer=setup.balancer,
         validate=lambda m: _validation_score(m, prepared.valid, config),
         train_config=config.train, optim_config=config.optim, store=staging, resume=resume,
-        hooks=hooks or SilentHooks(), distributed=distributed,
+        hooks=hooks, distributed=distributed,
     )
     trained = TrainedModel(config, encoder, setup.model)
     old_heads, again = None, None
@@ -259,12 +255,11 @@ def _train_and_publish(
     if refit is not None:
         selected_valid = head_aps(trained, prepared.valid, trained.evaluation_targets())
         rows = refit()
-        model, again = train_again(rows, config, state.best_step / len(setup.batches), hooks or SilentHooks(),
-                                   distributed)
+        model, again = train_again(rows, config, state.best_step / len(setup.batches), hooks, distributed)
         trained = TrainedModel(config, rows.encoder, model)
         again["selected_valid_ap"] = selected_valid
         distributed.from_main(lambda: staging.save_best(trained.model.state_dict()))
-    published = trained.encoder
+    published = trained.encoder  # the refit's, fitted on every row, or the selection's
     trained.record = TrainingRecord(
         history=state.history, best_epoch=state.best_epoch, best_step=state.best_step, best_valid_score=state.best_score,
         span=prepared.span,

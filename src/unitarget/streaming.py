@@ -37,6 +37,7 @@ from unitarget.data.logs import training_rows, validated_chunks
 from unitarget.data.split import Cut, micros, source_sides
 from unitarget.errors import UnitargetError
 from unitarget.runs import DataSpan
+from unitarget.training.setup import encoder_for
 from unitarget.training.tasks import labels_of
 
 log = logging.getLogger("unitarget")
@@ -110,7 +111,7 @@ def _fit(data: str | Path, config: Config, cut: Cut, report: Progress,
     sides: dict[str, list[int]] = {}
     ranges = {"older": _Range(), "newest": _Range()}
 
-    def older_rows() -> Iterator[pa.Table]:
+    def fit_rows() -> Iterator[pa.Table]:
         for table, older, newest in _split_chunks(data, config, cut, report, "fit"):
             for source, counts in source_sides(table, cut.newest(table)).items():
                 total = sides.setdefault(source, [0, 0])
@@ -121,8 +122,7 @@ def _fit(data: str | Path, config: Config, cut: Cut, report: Progress,
             if fitted.num_rows:
                 yield fitted
 
-    encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
-                             config.shared_vocabularies()).fit_chunks(older_rows())
+    encoder = encoder_for(config).fit_chunks(fit_rows())
     held, rows = ranges["newest"].rows, ranges["older"].rows + ranges["newest"].rows
     cut.check(held, rows, purpose="validation", setting=_SETTING)
     cut.check_sources({s: (a, b) for s, (a, b) in sides.items()}, _SETTING)

@@ -229,8 +229,8 @@ class _Selection:
 @dataclass
 class _FixedSteps:
     """A refit's stand-in for ``_Selection``: nothing is validated; the weights after ``target`` optimiser steps of the
-    run (the average's, with ``train.ema_decay``) are handed to the store, at every epoch's end on the way (so an
-    epoch-end checkpoint and the weights agree) and at the target, where training stops."""
+    run (the average's, with ``train.ema_decay``) are handed to the store there, where training stops (inside the
+    epoch, its last step included: an epoch's end before the target keeps nothing)."""
 
     scored: MultiTaskModel
     store: TrainingStore
@@ -244,7 +244,8 @@ class _FixedSteps:
         return state.epoch * self.steps + state.step >= self.target
 
     def validate(self, state: TrainState) -> dict[str, Any]:
-        self.store.save_best(self.scored.state_dict())
+        if self.due(state):
+            self.store.save_best(self.scored.state_dict())
         return {"epoch": state.epoch, "step": state.epoch * self.steps + state.step,
                 "fraction": state.step / max(1, self.steps)}
 

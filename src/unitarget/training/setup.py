@@ -15,11 +15,17 @@ import torch
 
 from unitarget.config import Config
 from unitarget.data.batch import Batch
-from unitarget.data.features import FeatureLayout
+from unitarget.data.features import FeatureEncoder, FeatureLayout
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.training.balancing import LossBalancer, make_balancer
 from unitarget.training.batches import BatchStream, InMemoryRows, TrainingRows, base_rates
-from unitarget.training.tasks import TaskSet
+from unitarget.training.tasks import TaskSet, labels_of
+
+
+def encoder_for(config: Config) -> FeatureEncoder:
+    """An unfitted encoder of ``config``'s features, sources, task labels and shared vocabularies: what every
+    training fits (on a table, or chunk by chunk from a log on disk)."""
+    return FeatureEncoder(config.features, config.sources, labels_of(config.tasks), config.shared_vocabularies())
 
 
 @dataclass
