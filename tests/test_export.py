@@ -19,6 +19,7 @@ from unitarget.models.regularisers import EmbeddingRegulariser
 from unitarget.scoring import predict_probabilities
 from unitarget.serving.export import PARITY_TOLERANCE, export_model, onnx_runner, parity_difference
 from unitarget.serving.runtime import load_exported
+from unitarget.models.average import members
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +137,10 @@ def test_parity_holds_with_embedding_dropout_and_decay_configured(exported, tiny
     the same trained weights with them configured are the model a regularised run saves.)"""
     trained = load_model(exported.run)
     layout = trained.encoder.layout_
-    trained.model.embedder.regulariser = EmbeddingRegulariser(
-        layout, {"user": 1e-3}, {"user": 0.3, "content": 0.3, "creative": 0.3})
+    layouts = [layout] + [inputs.layout_of_older(layout) for inputs in list(trained.model.inputs)[1:]]
+    for member, member_layout in zip(members(trained.model), layouts):  # an average's members read their own
+        member.embedder.regulariser = EmbeddingRegulariser(
+            member_layout, {"user": 1e-3}, {"user": 0.3, "content": 0.3, "creative": 0.3})
     graph = onnx_runner((exported.v1 / "model.onnx").read_bytes())
     assert parity_difference(trained, graph) <= PARITY_TOLERANCE
     rows = trained.encoder.transform_features(tiny_log.slice(0, 300))

@@ -12,6 +12,7 @@ import torch
 from unitarget.config import TaskSpec, merge, parse_task_spec
 from unitarget.errors import ConfigError, UnitargetError
 from unitarget.pipeline import finetune, load_model, train
+from unitarget.models.average import first_member
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,8 @@ def test_init_from_copies_an_existing_head(base_and_log, tmp_path):
     overrides = {"train": {"max_epochs": 1, "patience": 1}, "optim": {"lr": 1e-12, "warmup_steps": 0}}
     tuned = finetune(base, log, tmp_path / "tuned", task, freeze_encoder=True, init_from="follow",
                      overrides=overrides)
-    for a, b in zip(tuned.model.towers["follow_video"].parameters(), base.model.towers["follow"].parameters()):
+    for a, b in zip(first_member(tuned.model).towers["follow_video"].parameters(),
+                    first_member(base.model).towers["follow"].parameters()):
         assert torch.allclose(a, b, atol=1e-6)
 
 
@@ -80,7 +82,8 @@ def test_unfrozen_finetune_trains_everything(base_and_log, tmp_path):
     base, log = base_and_log
     task = TaskSpec(name="follow_video", label="follow_video", sources=("ads",))
     tuned = finetune(base, log, tmp_path / "tuned", task)
-    changed = [not torch.equal(a, b) for a, b in zip(tuned.model.embedder.parameters(), base.model.embedder.parameters())]
+    changed = [not torch.equal(a, b) for a, b in zip(first_member(tuned.model).embedder.parameters(),
+                                                     first_member(base.model).embedder.parameters())]
     assert any(changed)
 
 

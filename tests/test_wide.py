@@ -15,6 +15,7 @@ from unitarget.pipeline import finetune, train
 from unitarget.serving.export import export_model
 from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
+from unitarget.models.average import first_member
 
 WIDE = {"model": {"wide": True, "wide_crosses": True, "linear": {"cross_buckets": 4096}}}
 
@@ -86,7 +87,7 @@ def wide_run(tmp_path_factory, tiny_log):
 
 def test_a_wide_model_exports_to_onnx_with_parity(wide_run, tmp_path):
     out, trained = wide_run
-    assert trained.model.wide.table.weight.abs().sum() > 0  # it was trained
+    assert first_member(trained.model).wide.table.weight.abs().sum() > 0  # it was trained
     report = export_model(out, tmp_path / "v1")
     assert report.max_abs_diff < 1e-4 and len(report.tasks) == 5
 
@@ -96,8 +97,8 @@ def test_finetune_gives_the_new_head_a_wide_term_and_freezing_keeps_the_old_ones
     task = TaskSpec(name="follow2", label="follow", sources=("ads",))
     tuned = finetune(trained, tiny_log, tmp_path / "ft", task, freeze_encoder=True)
     assert tuned.model.task_names[-1] == "follow2"
-    assert tuned.model.wide.table.weight[:, 5].abs().sum() > 0  # the new head's column learned
-    assert torch.equal(tuned.model.wide.table.weight[:, :5], trained.model.wide.table.weight)  # the old ones kept
+    assert first_member(tuned.model).wide.table.weight[:, 5].abs().sum() > 0  # the new head's column learned
+    assert torch.equal(first_member(tuned.model).wide.table.weight[:, :5], first_member(trained.model).wide.table.weight)  # the old ones kept
     rows = tiny_log.slice(0, 500)
     np.testing.assert_allclose(tuned.probabilities(rows)[:, :5], trained.probabilities(rows), atol=1e-6)
 

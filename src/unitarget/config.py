@@ -142,6 +142,9 @@ class TrainConfig(Strict):
         "included, for as many epochs as the selected model had trained (pipeline.train): the newest days carry the "
         "campaigns and creatives the next days will show, which a model that never trained on them meets as unknown "
         "ids. Its validation figures are the selected model's; false = publish the selected model itself"))
+    refit_average: bool = Field(True, description=(
+        "with refit: publish the mean of the refit model's and the selected model's logits (models.average), an "
+        "ensemble of two that costs no more training and twice the scoring; false = the refit model alone"))
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
     bf16: bool | Literal["auto"] = Field(

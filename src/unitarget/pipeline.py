@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from unitarget.config import Config, TaskSpec, merge
 from unitarget.data.batch import Batch
 from unitarget.data.cache import EncodedCache
-from unitarget.data.features import FeatureEncoder
+from unitarget.data.features import FeatureEncoder, FeatureLayout
 from unitarget.data.logs import load_log, training_rows, validated_chunks
 from unitarget.data.split import TimeSplit, split_newest_days
 from unitarget.errors import UnitargetError
@@ -30,6 +30,8 @@ from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.streaming import EvalRows, aligned_chunks
 from unitarget.io import atomic_output
 from unitarget.models import MultiTaskModel, build_model
+from unitarget.models.average import (InputMap, LogitAverage, first_member, is_average, load_average,
+                                      with_first_member)
 from unitarget.runs import (CONFIG_FILE, WEIGHTS_FILE, DataSpan, Staging, TrainingRecord, fingerprint, read_run,
                             run_fingerprint)
 from unitarget.scoring import predict_probabilities
@@ -48,11 +50,16 @@ from unitarget.training.windows import CachedRows
 def load_model(run_dir: str | Path) -> TrainedModel:
     """Load a run directory written by ``train``/``finetune`` (weights read without executing code)."""
     run = read_run(run_dir)
-    model = build_model(run.config.model, run.encoder.layout_, [t.name for t in run.config.tasks],
-                        run.config.task_groups())
+
+    def build(layout: FeatureLayout, tasks: list[str]) -> MultiTaskModel:
+        return build_model(run.config.model, layout, tasks, run.config.task_groups())
+
+    tasks = [t.name for t in run.config.tasks]
     try:
+        model = load_average(run.weights, run.encoder.layout_, build, tasks) if is_average(run.weights) \
+            else build(run.encoder.layout_, tasks)
         model.load_state_dict(run.weights)
-    except RuntimeError as err:
+    except (RuntimeError, KeyError) as err:
         raise UnitargetError(f"{run.path / WEIGHTS_FILE} does not match {CONFIG_FILE}: {err}") from None
     model.eval()
     return TrainedModel(run.config, run.encoder, model, run.record)
@@ -154,7 +161,7 @@ def finetune(
     split = split_training_log(data, config)
 
     def from_base(model: MultiTaskModel) -> None:
-        model.load_base(base.model)
+        model.load_base(first_member(base.model))  # an average's first member reads the base encoder's inputs
         if init_from is not None:
             model.towers[task.name].load_state_dict(model.towers[init_from].state_dict())
             if model.wide is not None:
@@ -250,14 +257,18 @@ def _train_and_publish(
     trained = TrainedModel(config, encoder, setup.model)
     old_heads, again = None, None
     if base is not None:
+        trained.model = with_first_member(base.model, setup.model).eval()  # an average's other members as they were
         before, after = head_aps(base, prepared.valid), head_aps(trained, prepared.valid)
         old_heads = {t: {"before": before[t], "after": after[t]} for t in before}
     if refit is not None:
         selected_valid = head_aps(trained, prepared.valid, trained.evaluation_targets())
         rows = refit()
         model, again = train_again(rows, config, state.best_step / len(setup.batches), hooks, distributed)
+        if config.train.refit_average:
+            model = LogitAverage([model, setup.model], [None, InputMap.between(rows.encoder, encoder)]).eval()
         trained = TrainedModel(config, rows.encoder, model)
         again["selected_valid_ap"] = selected_valid
+    if trained.model is not setup.model:  # a refit or an average: not the weights selection kept
         distributed.from_main(lambda: staging.save_best(trained.model.state_dict()))
     published = trained.encoder  # the refit's, fitted on every row, or the selection's
     trained.record = TrainingRecord(

@@ -63,6 +63,8 @@ DEFAULT_COMPONENTS: dict[str, tuple[str, dict[str, Any]]] = {
                        {"train": {"ema_decay": 0.0}}),
     "refit": ("the published model trained again on every row, validation days included, for the selected epochs",
               {"train": {"refit": False}}),
+    "refit-average": ("the published model the mean of the refit's and the selected model's logits",
+                      {"train": {"refit_average": False}}),
 }
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 from unitarget.data.batch import Features
-from unitarget.models import MultiTaskModel
+from unitarget.models.average import PublishedModel
 
 
 @torch.inference_mode()
 def predict_probabilities(
-    model: MultiTaskModel, data: Features, batch_size: int = 8_192, bf16: bool = False
+    model: PublishedModel, data: Features, batch_size: int = 8_192, bf16: bool = False
 ) -> np.ndarray:
     """(N, T) σ(logits) in task order, computed in slices of ``batch_size`` rows.
 
@@ -20,7 +20,7 @@ def predict_probabilities(
     """
     was_training = model.training
     model.eval()
-    out = np.empty((len(data), len(model.towers)), dtype=np.float32)
+    out = np.empty((len(data), len(model.task_names)), dtype=np.float32)
     for start in range(0, len(data), batch_size):
         stop = min(start + batch_size, len(data))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -18,7 +18,7 @@ from unitarget.evaluation import SEGMENTS, EvalTarget, EvaluationResult
 from unitarget.evaluation.heads import channel_targets
 from unitarget.evaluation.informed import InformedOracle
 from unitarget.evaluation.streaming import EvalRows
-from unitarget.models import MultiTaskModel
+from unitarget.models.average import PublishedModel
 from unitarget.runs import TrainingRecord, save_run
 from unitarget.scoring import predict_probabilities
 from unitarget.training.tasks import TaskSet
@@ -30,7 +30,7 @@ class TrainedModel:
 
     config: Config
     encoder: FeatureEncoder
-    model: MultiTaskModel
+    model: PublishedModel  # one model, or an average (``train.refit_average``)
     #: how it was trained (``training.json``); None for a model assembled by hand
     record: TrainingRecord | None = None
 

@@ -36,6 +36,7 @@ from unitarget.data.features import FeatureEncoder
 from unitarget.errors import UnitargetError
 from unitarget.io import atomic_write_json, publish_directory
 from unitarget.models import MultiTaskModel
+from unitarget.models.average import LogitAverage, PublishedModel
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.pipeline import TrainedModel, load_model
 from unitarget.runs import CONFIG_FILE, ENCODER_FILE, TRAINING_FILE, WEIGHTS_FILE, best_validation
@@ -86,14 +87,23 @@ class _GatherEmbedder(nn.Module):
 class ProbabilityModel(nn.Module):
     """(ids, dense) -> per-task probabilities; what the ONNX graph computes."""
 
-    def __init__(self, model: MultiTaskModel) -> None:
+    def __init__(self, model: PublishedModel) -> None:
         super().__init__()
-        embedder = _GatherEmbedder(model.embedder) if isinstance(model.embedder, FeatureEmbedder) else model.embedder
-        self.model = MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross, model.wide)
+        self.model = _exportable(model)
 
     def forward(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """(ids (B, C) int32, dense (B, D) float32) -> (B, T) probabilities σ(logits): the ONNX graph's one output."""
         return torch.sigmoid(self.model(Features(ids, dense)))  # (B, T)
+
+
+def _exportable(model: PublishedModel) -> PublishedModel:
+    """``model`` with each embedder's inference path swapped for ``_GatherEmbedder`` (an average's members each,
+    behind the same input maps)."""
+    if isinstance(model, LogitAverage):
+        return LogitAverage([_exportable(m) for m in model.members],
+                            [None if isinstance(i, nn.Identity) else i for i in model.inputs])
+    embedder = _GatherEmbedder(model.embedder) if isinstance(model.embedder, FeatureEmbedder) else model.embedder
+    return MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross, model.wide)
 
 
 def sample_inputs(encoder: FeatureEncoder, rows: int = PARITY_ROWS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
