@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pyarrow as pa
 import torch
 
 from unitarget.config import Config, merge
 from unitarget.data.batch import Features
-from unitarget.data.features import FeatureEncoder
-from unitarget.models import build_model
+from unitarget.data.features import FeatureEncoder, FeatureLayout
+from unitarget.models import MultiTaskModel, build_model
+from unitarget.models.average import InputMap, LogitAverage
 from unitarget.serving.export import onnx_runner, sample_inputs, write_onnx
 from unitarget.synth import World, WorldParams, generate_log
 from unitarget.training.tasks import labels_of
@@ -35,6 +37,9 @@ SETUPS = {
     "defaults (wide + attention)": {},
     "defaults + wide crosses": {"model": {"wide_crosses": True}},
 }
+#: the defaults as ``train`` publishes them: the mean of the refit's and the selected model's logits
+#: (``models.average``), the selected one behind the map from the encoder of every row to that of the older rows
+AVERAGED = "defaults, published (the refit average: two members)"
 
 
 def _median_ms(call, repeats: int) -> float:
@@ -57,11 +62,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     table = generate_log(World.generate(WorldParams(n_impressions=50_000, seed=1)))
     print(f"| setup | ONNX Runtime, ms per {args.rows} | PyTorch, ms per {args.rows} |\n| --- | ---: | ---: |")
-    for name, overrides in SETUPS.items():
+    for name, overrides in [*SETUPS.items(), (AVERAGED, {})]:
         config = merge(Config(), overrides)
-        encoder = FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
-                                 shared=config.shared_vocabularies()).fit(table)
-        model = build_model(config.model, encoder.layout_, [t.name for t in config.tasks], config.task_groups()).eval()
+
+        def fitted(rows: pa.Table) -> FeatureEncoder:
+            return FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
+                                  shared=config.shared_vocabularies()).fit(rows)
+
+        def built(layout: FeatureLayout) -> MultiTaskModel:
+            return build_model(config.model, layout, [t.name for t in config.tasks], config.task_groups())
+
+        encoder = fitted(table)
+        model = built(encoder.layout_)
+        if name == AVERAGED:
+            older = fitted(table.slice(0, table.num_rows * 3 // 4))
+            model = LogitAverage([model, built(older.layout_)], [None, InputMap.between(encoder, older)])
+        model.eval()
         ids, dense = sample_inputs(encoder, args.rows)
         path = Path(tempfile.mkdtemp()) / "model.onnx"
         graph = onnx_runner(write_onnx(SimpleNamespace(model=model, encoder=encoder), path), threads=args.threads)
