@@ -31,6 +31,7 @@ def trained_run(tmp_path_factory, tiny_log_path):
     result = runner.invoke(app, ["train", "--data", str(tiny_log_path), "--out", str(root / "run"),
                                  "--config", str(root / "fast.toml"), "--seed", "3"])
     assert result.exit_code == 0, result.output
+    assert "published: the mean of the refit model's and the selected model's logits" in result.output
     return root
 
 

@@ -119,6 +119,9 @@ def _train_command(data: Path, out: Path, config, preset: str | None, resume: bo
             console.print(f"  refit on all {record.refit['rows']:,} rows, the validation days included: "
                           f"{record.refit['epochs']:.2f} epochs ({record.refit['steps']} steps, "
                           f"{record.refit['seconds']:.0f} s); the validation score is the selected model's")
+            if trained.config.train.refit_average:
+                console.print("  published: the mean of the refit model's and the selected model's logits "
+                              "(train.refit_average)")
 
 
 @app.command()
