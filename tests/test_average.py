@@ -60,3 +60,11 @@ def test_an_averaged_run_loads_as_it_was_published(averaged_and_selected, tiny_l
     assert isinstance(loaded.model, LogitAverage)
     rows = tiny_log.slice(0, 3_000)
     assert np.array_equal(loaded.probabilities(rows), averaged.probabilities(rows))
+
+
+def test_an_averaged_run_exports_to_one_graph_within_the_parity_bound(averaged_and_selected, tmp_path):
+    from unitarget.serving.export import PARITY_TOLERANCE, export_model
+
+    out, averaged, _, _ = averaged_and_selected
+    report = export_model(out / "averaged", tmp_path / "v1")
+    assert report.max_abs_diff <= PARITY_TOLERANCE and report.tasks == tuple(averaged.model.task_names)

@@ -43,7 +43,7 @@ class InputMap(nn.Module):
 
     def __init__(self, rows: torch.Tensor, columns: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> None:
         super().__init__()
-        self.register_buffer("rows", rows.to(torch.int64))
+        self.register_buffer("rows", rows.to(torch.int32))  # table rows, as ``Features.ids`` holds them
         self.register_buffer("columns", columns.to(torch.int64))
         self.register_buffer("scale", scale.to(torch.float32))
         self.register_buffer("shift", shift.to(torch.float32))
@@ -88,18 +88,18 @@ class InputMap(nn.Module):
         """The older encoder's layout, read back from the map and the newer layout: each feature's block starts where
         its OOV row maps, the table ends after the largest mapped row (every older id is a newer one too), and each
         bag is as long as the columns it reads."""
-        rows = self.rows.tolist()
         lengths = [sum(start <= c < stop for c in self.columns.tolist()) for _, start, stop in newer.bags]
         bags, start = [], newer.n_categorical
         for (name, _, _), length in zip(newer.bags, lengths):
             bags.append((name, start, start + length))
             start += length
-        return replace(newer, bags=tuple(bags), offsets={name: rows[row] for name, row in newer.offsets.items()},
-                       table_rows=max(rows) + 1)
+        return replace(newer, bags=tuple(bags),
+                       offsets={name: int(self.rows[row]) for name, row in newer.offsets.items()},
+                       table_rows=int(self.rows.max()) + 1)
 
     def forward(self, features: Features) -> Features:
         """``features`` as the older encoder encodes the same rows."""
-        ids = self.rows[features.ids[:, self.columns].long()].to(features.ids.dtype)
+        ids = self.rows[features.ids[:, self.columns].long()].to(features.ids.dtype)  # a gather in the ONNX graph
         return Features(ids, features.dense * self.scale + self.shift)
 
 
