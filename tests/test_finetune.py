@@ -12,7 +12,7 @@ import torch
 from unitarget.config import TaskSpec, merge, parse_task_spec
 from unitarget.errors import ConfigError, UnitargetError
 from unitarget.pipeline import finetune, load_model, train
-from unitarget.models.average import first_member
+from unitarget.models.average import LogitAverage, first_member
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +39,11 @@ def test_task_spec_syntax():
 
 def test_frozen_finetune_adds_a_head_and_leaves_old_heads_unchanged(base_and_log, tmp_path):
     base, log = base_and_log
+    assert isinstance(base.model, LogitAverage)  # the defaults publish the refit average: its old heads stay it
     task = TaskSpec(name="follow_video", label="follow_video", sources=("ads",))
     tuned = finetune(base, log, tmp_path / "tuned", task, freeze_encoder=True)
     assert tuned.model.task_names == [*base.model.task_names, "follow_video"]
+    assert isinstance(load_model(tmp_path / "tuned").model, LogitAverage)
     before = base.probabilities(log)
     after = load_model(tmp_path / "tuned").probabilities(log)
     assert np.array_equal(before, after[:, : before.shape[1]])

@@ -243,7 +243,9 @@ def _train_and_publish(
 ) -> TrainedModel:
     """Train in ``out``'s staging directory and publish it with its record, written once (by rank 0 under DDP). With
     ``refit``, the model selected on validation decides only how long to train: a fresh model trains that many epochs
-    on ``refit()``'s rows and is published instead (its validation figures are the selected model's)."""
+    on ``refit()``'s rows and is published instead (its validation figures are the selected model's), or with
+    ``train.refit_average`` the mean of its and the selected model's logits (``models.average``). A fine-tune of an
+    average trains its first member and keeps the others."""
     hooks = hooks or SilentHooks()
     setup = build_setup(config, encoder.layout_, prepared.rows, prepare=prepare, fresh_towers=fresh_towers)
     staging = Staging(out)

@@ -11,6 +11,8 @@ Both members read the refit encoder's inputs, so serving still encodes a request
 vocabularies becomes the row the selection's vocabularies gave the same id (its OOV row for an id it never saw),
 each bag keeps the tokens the selection's shorter bag kept, and each log-count input is moved to the selection's
 mean and scale. A vocabulary fitted on more rows keeps every id of one fitted on fewer, so nothing else is needed.
+The one input not mapped exactly is a missing count, which each encoder reads as its own mean: the selected model
+reads the refit encoder's mean in its own scale, a value near zero.
 """
 
 from __future__ import annotations
