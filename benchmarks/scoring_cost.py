@@ -17,17 +17,16 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pyarrow as pa
 import torch
 
 from unitarget.config import Config, merge
 from unitarget.data.batch import Features
-from unitarget.data.features import FeatureEncoder, FeatureLayout
+from unitarget.data.features import FeatureLayout
 from unitarget.models import MultiTaskModel, build_model
 from unitarget.models.average import InputMap, LogitAverage
 from unitarget.serving.export import onnx_runner, sample_inputs, write_onnx
 from unitarget.synth import World, WorldParams, generate_log
-from unitarget.training.tasks import labels_of
+from unitarget.training.setup import encoder_for
 
 OFF = {"wide": False, "attention": {"bags": []}}
 SETUPS = {
@@ -65,17 +64,13 @@ def main() -> None:
     for name, overrides in [*SETUPS.items(), (AVERAGED, {})]:
         config = merge(Config(), overrides)
 
-        def fitted(rows: pa.Table) -> FeatureEncoder:
-            return FeatureEncoder(config.features, config.sources, labels_of(config.tasks),
-                                  shared=config.shared_vocabularies()).fit(rows)
-
         def built(layout: FeatureLayout) -> MultiTaskModel:
             return build_model(config.model, layout, [t.name for t in config.tasks], config.task_groups())
 
-        encoder = fitted(table)
+        encoder = encoder_for(config).fit(table)
         model = built(encoder.layout_)
         if name == AVERAGED:
-            older = fitted(table.slice(0, table.num_rows * 3 // 4))
+            older = encoder_for(config).fit(table.slice(0, table.num_rows * 3 // 4))
             model = LogitAverage([model, built(older.layout_)], [None, InputMap.between(encoder, older)])
         model.eval()
         ids, dense = sample_inputs(encoder, args.rows)

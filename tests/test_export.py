@@ -13,13 +13,13 @@ import torch
 
 from tests.serving_fixtures import Exported, exported_model
 from unitarget.errors import UnitargetError
-from unitarget.pipeline import load_model
-from unitarget.serving import manifest as mf
+from unitarget.models.average import members
 from unitarget.models.regularisers import EmbeddingRegulariser
+from unitarget.pipeline import load_model
 from unitarget.scoring import predict_probabilities
+from unitarget.serving import manifest as mf
 from unitarget.serving.export import PARITY_TOLERANCE, export_model, onnx_runner, parity_difference
 from unitarget.serving.runtime import load_exported
-from unitarget.models.average import members
 
 
 @pytest.fixture(scope="module")

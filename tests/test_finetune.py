@@ -4,15 +4,15 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet
 import pyarrow.compute as pc
+import pyarrow.parquet
 import pytest
 import torch
 
 from unitarget.config import TaskSpec, merge, parse_task_spec
 from unitarget.errors import ConfigError, UnitargetError
-from unitarget.pipeline import finetune, load_model, train
 from unitarget.models.average import LogitAverage, first_member
+from unitarget.pipeline import finetune, load_model, train
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
+from tests.helpers import tiny_batch, tiny_layout
 from unitarget.config import Config, merge
 from unitarget.errors import ConfigError
+from unitarget.models.average import first_member
 from unitarget.models.embeddings import FeatureEmbedder
 from unitarget.training.lazy_adam import LazyAdam
-from unitarget.models.average import first_member
-from tests.helpers import tiny_batch, tiny_layout
 
 
 def _embedder_and_batch(sparse: bool):

@@ -9,12 +9,12 @@ from unitarget.config import merge
 from unitarget.data.cache import MANIFEST_FILE
 from unitarget.data.vocabulary import OOV
 from unitarget.errors import UnitargetError
+from unitarget.models.average import first_member
 from unitarget.pipeline import head_aps, same_training_days, split_training_log, train
 from unitarget.training.batches import ValidationRows
 from unitarget.training.hooks import SilentHooks
 from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup, encoder_for
-from unitarget.models.average import first_member
 
 
 def _only_in_validation(log, config, column="creative_id"):

@@ -11,11 +11,11 @@ from unitarget.data.batch import Batch, Features, Targets
 from unitarget.data.features import FeatureLayout
 from unitarget.errors import UnitargetError
 from unitarget.models import build_model
+from unitarget.models.average import first_member
 from unitarget.pipeline import finetune, train
 from unitarget.serving.export import export_model
 from unitarget.training.loop import MemoryStore, fit
 from unitarget.training.setup import build_setup
-from unitarget.models.average import first_member
 
 WIDE = {"model": {"wide": True, "wide_crosses": True, "linear": {"cross_buckets": 4096}}}
 

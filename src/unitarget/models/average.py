@@ -135,6 +135,10 @@ class LogitAverage(nn.Module):
         """Every task, in the first member's (the output's) column order."""
         return self.members[0].task_names
 
+    def with_members(self, members: Sequence[MultiTaskModel]) -> "LogitAverage":
+        """An average of ``members`` behind this average's input maps, member for member."""
+        return LogitAverage(members, [None if isinstance(i, nn.Identity) else i for i in self.inputs])
+
     def forward(self, features: Features) -> torch.Tensor:
         """(B, T) mean logits of every task over the members that score it."""
         return sum(m(i(features)) @ getattr(self, f"placement{k}")
@@ -165,8 +169,7 @@ def with_first_member(model: PublishedModel, first: MultiTaskModel) -> Published
     keep their inputs and tasks (``finetune`` of an average: the new head is the first member's alone)."""
     if not isinstance(model, LogitAverage):
         return first
-    return LogitAverage([first, *list(model.members)[1:]],
-                        [None, *(None if isinstance(i, nn.Identity) else i for i in list(model.inputs)[1:])])
+    return model.with_members([first, *list(model.members)[1:]])
 
 
 def is_average(weights: Mapping[str, torch.Tensor]) -> bool:

@@ -100,8 +100,7 @@ def _exportable(model: PublishedModel) -> PublishedModel:
     """``model`` with each embedder's inference path swapped for ``_GatherEmbedder`` (an average's members each,
     behind the same input maps)."""
     if isinstance(model, LogitAverage):
-        return LogitAverage([_exportable(m) for m in model.members],
-                            [None if isinstance(i, nn.Identity) else i for i in model.inputs])
+        return model.with_members([_exportable(m) for m in model.members])
     embedder = _GatherEmbedder(model.embedder) if isinstance(model.embedder, FeatureEmbedder) else model.embedder
     return MultiTaskModel(embedder, model.encoder, dict(model.towers), model.cross, model.wide)
 
