@@ -145,6 +145,10 @@ class TrainConfig(Strict):
     refit_average: bool = Field(True, description=(
         "with refit: publish the mean of the refit model's and the selected model's logits (models.average), an "
         "ensemble of two that costs no more training and twice the scoring; false = the refit model alone"))
+    refit_anneal: bool = Field(False, description=(
+        "with refit: the refit's learning rate decays (optim.decay) over the refit's own steps, which it knows before "
+        "it starts, and so reaches optim.min_lr_ratio at its last step; false = the selection's schedule over "
+        "max_epochs, where a model selected after one epoch of six ends at 0.93 of the peak rate"))
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
     bf16: bool | Literal["auto"] = Field(

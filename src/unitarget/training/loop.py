@@ -135,10 +135,12 @@ def fit(
     hooks: TrainingHooks = SilentHooks(),
     distributed: DistributedContext = DistributedContext(),
     steps: int | None = None,
+    schedule_steps: int | None = None,
 ) -> TrainState:
     """Train ``model`` in place; on return it holds the best validation weights (of the average, with
     ``train.ema_decay``), or with ``steps`` (a refit: ``validate`` is never called) the weights after that many
-    optimiser steps, on the same learning-rate schedule.
+    optimiser steps, on the same learning-rate schedule (over ``train.max_epochs``), or with ``schedule_steps`` one
+    whose decay ends there.
 
     ``resume`` continues from the store's last checkpoint, an epoch-end one or (with
     ``train.checkpoint_every_steps`` / ``_minutes``) one between two steps, and reaches the weights
@@ -153,7 +155,7 @@ def fit(
     average = WeightAverage(model, train_config.ema_decay) if train_config.ema_decay and distributed.is_main else None
     replica = distributed.replica(model, balancer, train_config.seed)
     optimizer = make_optimizer([model, balancer], optim_config)
-    scheduler = make_scheduler(optimizer, optim_config, len(batches) * train_config.max_epochs)
+    scheduler = make_scheduler(optimizer, optim_config, schedule_steps or len(batches) * train_config.max_epochs)
     parts = _Parts(model, optimizer, scheduler, balancer, average)
     state = parts.restore(store.load_checkpoint()) if resume else TrainState()
     checkpoints = _Checkpoints(store, parts, CheckpointTrigger(train_config.checkpoint_every_steps,

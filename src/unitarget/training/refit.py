@@ -4,8 +4,9 @@ The validation days are the newest of a log, the ones most like the days a model
 carry the campaigns, creatives and shows the next days show, which a model that never trained on them meets as
 unknown ids. So selection decides the number of epochs (a fraction counted) and the published model is a model of
 the same configuration trained that many of its own, longer epochs on the fit and validation rows together, with an
-encoder fitted on all of them, on the same learning-rate schedule over ``train.max_epochs``. It has no held-out
-figure of its own; the caller keeps the selected model's.
+encoder fitted on all of them, on the same learning-rate schedule over ``train.max_epochs`` or, with
+``train.refit_anneal``, one whose decay ends at the refit's last step: unlike selection, the refit knows its length
+before it starts. It has no held-out figure of its own; the caller keeps the selected model's.
 """
 
 from __future__ import annotations
@@ -54,5 +55,5 @@ def train_again(data: RefitRows, config: Config, epochs: float, hooks: TrainingH
     hooks.on_refit(data.count, steps)
     fit(setup.model, setup.tasks, setup.batches, balancer=setup.balancer, validate=None,
         train_config=config.train, optim_config=config.optim, store=_WeightsOnly(), hooks=hooks,
-        distributed=distributed, steps=steps)
+        distributed=distributed, steps=steps, schedule_steps=steps if config.train.refit_anneal else None)
     return setup.model, {"epochs": epochs, "steps": steps, "rows": data.count, "seconds": time.perf_counter() - started}
