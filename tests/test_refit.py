@@ -9,7 +9,7 @@ from unitarget.config import merge
 from unitarget.data.cache import MANIFEST_FILE
 from unitarget.data.vocabulary import OOV
 from unitarget.errors import UnitargetError
-from unitarget.models.average import first_member
+from unitarget.models.average import first_member, members
 from unitarget.pipeline import head_aps, same_training_days, split_training_log, train
 from unitarget.training.batches import ValidationRows
 from unitarget.training.hooks import SilentHooks
@@ -124,3 +124,22 @@ def test_the_refit_trains_the_selected_number_of_epochs_of_its_own_rows(tiny_log
     assert steps == round(record.refit["epochs"] * refit_epoch)
     assert len(hooks.steps) - steps == len(hooks.per_epoch) - steps  # the refit's steps are the last ones
     assert all(n == refit_epoch for n in hooks.per_epoch[-steps:])
+
+
+def test_an_annealed_refit_changes_the_refits_decay_and_nothing_else(tiny_log, tmp_path, fast_config, one_thread):
+    """``train.refit_anneal`` moves the end of the refit's cosine to its last step: the selected member is untouched,
+    the refit member differs, and without a decay (``optim.decay = none``) the option changes nothing."""
+    def published(name, **overrides):
+        trained = train(tiny_log, tmp_path / name, merge(fast_config, overrides))
+        return [m.state_dict() for m in members(trained.model)]
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    (refit, selected), (annealed_refit, annealed_selected) = (
+        published(f"decay-{anneal}", train={"refit_anneal": anneal}) for anneal in (False, True))
+    assert same(selected, annealed_selected)
+    assert not same(refit, annealed_refit)
+    flat, flat_annealed = (published(f"flat-{anneal}", train={"refit_anneal": anneal}, optim={"decay": "none"})
+                           for anneal in (False, True))
+    assert all(same(a, b) for a, b in zip(flat, flat_annealed))
